@@ -1,0 +1,117 @@
+"""A Docker engine to work against: the one at DOCKER_HOST, or a private dockerd we start.
+
+Used by the tests, the benchmarks and `make demo`. A private engine never touches the host's
+networking: no bridge, no iptables, no masquerading; containers use `--network host` or `none`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import requests
+
+from dockpulse.packages import ensure_debian_packages
+
+DEFAULT_STATE_DIR = Path("/tmp/dockpulse-engine")
+DOCKERD_FLAGS = ("--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false")
+
+
+class EngineError(RuntimeError):
+    """The Docker engine could not be found or started."""
+
+
+@dataclass
+class Engine:
+    """A reachable Docker engine; `owned` when we started it and must stop it."""
+
+    host: str
+    owned: bool = False
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    state_dir: Path | None = None
+
+    def client(self, timeout: int = 60) -> docker.DockerClient:
+        return docker.DockerClient(base_url=self.host, timeout=timeout)
+
+    def env(self) -> dict[str, str]:
+        """The environment for a `docker` CLI call against this engine."""
+        return {**os.environ, "DOCKER_HOST": self.host}
+
+    def stop(self) -> None:
+        """Stop the engine if we started it: containers first, then dockerd."""
+        if not self.owned or self.process is None:
+            return
+        try:
+            with closing(self.client(timeout=20)) as client:
+                for container in client.containers.list():
+                    container.kill()
+        except (docker.errors.DockerException, requests.RequestException):
+            pass
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+def engine_answers(host: str, timeout: float = 3.0) -> bool:
+    """True when a Docker engine at `host` answers a ping."""
+    try:
+        with closing(docker.DockerClient(base_url=host, timeout=timeout)) as client:
+            return bool(client.ping())
+    except (docker.errors.DockerException, requests.RequestException, OSError):
+        return False
+
+
+def start_private_dockerd(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 60.0) -> Engine:
+    """Start a private dockerd with its own data root, exec root and unix socket."""
+    ensure_debian_packages({"dockerd": "docker.io", "containerd": "containerd"})
+    if shutil.which("dockerd") is None:
+        raise EngineError("dockerd is not installed and could not be installed (needs root)")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    socket = state_dir / "docker.sock"
+    host = f"unix://{socket}"
+    if engine_answers(host):
+        return Engine(host=host, owned=False, state_dir=state_dir)
+    log = (state_dir / "dockerd.log").open("ab")
+    process = subprocess.Popen(
+        [
+            "dockerd",
+            f"--data-root={state_dir / 'data'}",
+            f"--exec-root={state_dir / 'exec'}",
+            f"--pidfile={state_dir / 'dockerd.pid'}",
+            f"--host={host}",
+            *DOCKERD_FLAGS,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise EngineError(
+                f"dockerd exited with {process.returncode}; see {state_dir}/dockerd.log"
+            )
+        if engine_answers(host, timeout=1.0):
+            return Engine(host=host, owned=True, process=process, state_dir=state_dir)
+        time.sleep(0.3)
+    process.kill()
+    raise EngineError(f"dockerd did not answer within {timeout:.0f}s; see {state_dir}/dockerd.log")
+
+
+def find_or_start_engine(state_dir: Path = DEFAULT_STATE_DIR) -> Engine:
+    """Use the engine at DOCKER_HOST when it answers; otherwise start a private one."""
+    host = os.environ.get("DOCKER_HOST")
+    if host and engine_answers(host):
+        return Engine(host=host)
+    return start_private_dockerd(state_dir)

@@ -1,0 +1,109 @@
+"""Loading settings: an optional YAML file, then the environment on top, validated by pydantic.
+
+Every service uses the same rules, so a mistake reads the same everywhere: one line naming the
+field, exit code 2, no stack trace.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ValidationError
+
+EXIT_CONFIG_ERROR = 2
+Model = TypeVar("Model", bound=BaseModel)
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+class ConfigError(ValueError):
+    """A setting is missing or wrong; the message names it."""
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a Prometheus-style string: `500ms`, `5s`, `1m`, `2h`."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 5s, 500ms or 1m")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if match is None:
+            raise ValueError(f"expected a duration like 5s, 500ms or 1m, got {value!r}")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("must be greater than zero")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def read_yaml(path: str | Path | None) -> dict[str, Any]:
+    """The mapping in a YAML file, `{}` when no path is given."""
+    if not path:
+        return {}
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"config.file: cannot read {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config.file: {path} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config.file: {path} must hold a mapping at the top level")
+    return data
+
+
+def env_overrides(env_to_field: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, str]:
+    """The fields set through environment variables, keyed by field name."""
+    return {field: environ[var] for var, field in env_to_field.items() if environ.get(var)}
+
+
+def validate(model: type[Model], data: Mapping[str, Any]) -> Model:
+    """Validate `data` into `model`; raise ConfigError naming the first bad field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "config"
+        message = error["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{where}: {message}") from None
+
+
+def load_settings(
+    model: type[Model],
+    config_file: str | Path | None,
+    env_to_field: Mapping[str, str],
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Model:
+    """File < environment < command-line flags, validated into `model`."""
+    data = read_yaml(config_file)
+    data.update(env_overrides(env_to_field, os.environ if environ is None else environ))
+    data.update({key: value for key, value in (flags or {}).items() if value is not None})
+    return validate(model, data)
+
+
+def exit_with_config_error(program: str, error: ConfigError) -> NoReturn:
+    """Print a one-line config error and exit with code 2."""
+    print(f"{program}: config error: {error}", file=sys.stderr)
+    sys.exit(EXIT_CONFIG_ERROR)
+
+
+def split_listen_address(address: str) -> tuple[str, int]:
+    """`host:port` (or `:port`) from `--web.listen-address`; ConfigError when malformed."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"web.listen-address: expected HOST:PORT, got {address!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)

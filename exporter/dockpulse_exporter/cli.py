@@ -1,0 +1,124 @@
+"""`dockpulse-exporter`: flags and start-up only."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.process_collector import ProcessCollector
+
+from dockpulse.settings import ConfigError, exit_with_config_error, split_listen_address
+from dockpulse_exporter.cgroups import CgroupReader
+from dockpulse_exporter.collector import ContainerCollector
+from dockpulse_exporter.config import ExporterConfig, load_config
+from dockpulse_exporter.docker_watch import DockerWatcher
+from dockpulse_exporter.http import CachedExposition, make_server
+from dockpulse_exporter.probes import ProbeRunner
+from dockpulse_exporter.sampler import Sampler
+
+log = logging.getLogger("dockpulse_exporter")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="dockpulse-exporter",
+        description="Prometheus exporter for Docker containers (cAdvisor-compatible metrics).",
+    )
+    parser.add_argument("--config.file", dest="config_file", help="YAML configuration file")
+    parser.add_argument(
+        "--web.listen-address", dest="listen_address", help="HOST:PORT to serve /metrics on"
+    )
+    parser.add_argument("--docker.host", dest="docker_host", help="Docker engine URL")
+    parser.add_argument(
+        "--refresh.interval", dest="refresh_interval", help="background refresh interval (5s)"
+    )
+    parser.add_argument("--log.level", dest="log_level", default="info")
+    return parser.parse_args(argv)
+
+
+class Exporter:
+    """The running exporter: watcher, sampler and probe threads behind one HTTP server."""
+
+    def __init__(self, config: ExporterConfig) -> None:
+        self.config = config
+        self.host, self.port = split_listen_address(config.listen_address)
+        self.sampler: Sampler
+        self.watcher = DockerWatcher(
+            config.docker_host, config.resync_interval, on_change=self._on_docker_change
+        )
+        self.sampler = Sampler(
+            self.watcher,
+            CgroupReader(config.cgroup_root, config.proc_root),
+            config.refresh_interval,
+        )
+        self.probes = ProbeRunner(config.probes)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(
+            ContainerCollector(
+                snapshot=lambda: self.sampler.snapshot,
+                probe_results=self.probes.results,
+                errors_total=lambda: self.watcher.errors_total + self.sampler.errors_total,
+                exported_labels=config.container_labels,
+            )
+        )
+        ProcessCollector(registry=registry)
+        self.exposition = CachedExposition(
+            registry, lambda: (self.sampler.generation, self.probes.generation)
+        )
+        self.server = make_server(self.host, self.port, self.exposition)
+
+    def _on_docker_change(self) -> None:
+        self.sampler.request_refresh()
+
+    def start(self) -> None:
+        for name, target in (("docker-watch", self.watcher.run), ("sampler", self.sampler.run)):
+            threading.Thread(target=target, name=name, daemon=True).start()
+        self.probes.start()
+
+    def serve_forever(self) -> None:
+        self.server.serve_forever()
+
+    def stop(self) -> None:
+        self.watcher.stop()
+        self.sampler.stop()
+        self.probes.stop()
+        self.server.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    flags = {
+        "listen_address": args.listen_address,
+        "docker_host": args.docker_host,
+        "refresh_interval": args.refresh_interval,
+    }
+    try:
+        config = load_config(args.config_file, flags)
+        exporter = Exporter(config)
+    except ConfigError as exc:
+        exit_with_config_error("dockpulse-exporter", exc)
+    except OSError as exc:
+        print(f"dockpulse-exporter: cannot listen on {args.listen_address}: {exc}", file=sys.stderr)
+        return 1
+
+    def shut_down(signum: int, frame: FrameType | None) -> None:
+        threading.Thread(target=exporter.stop, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, shut_down)
+    signal.signal(signal.SIGINT, shut_down)
+    exporter.start()
+    log.info("listening on %s:%d, Docker at %s", exporter.host, exporter.port, config.docker_host)
+    exporter.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

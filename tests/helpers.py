@@ -1,0 +1,61 @@
+"""Small helpers shared by the tests: ports, waiting, reading Prometheus exposition."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check: Callable[[], T], timeout: float = 20.0, interval: float = 0.2) -> T:
+    """Call `check` until it returns something truthy; fail with its last value on timeout."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except (requests.RequestException, OSError) as exc:
+            last = exc  # type: ignore[assignment]
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+Samples = list[tuple[str, dict[str, str], float]]
+
+
+def scrape(url: str) -> Samples:
+    """Every sample at a /metrics URL as (name, labels, value)."""
+    text = requests.get(url, timeout=5).text
+    return [
+        (sample.name, sample.labels, sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    ]
+
+
+def values(samples: Samples, name: str, **labels: str) -> list[float]:
+    """Values of the samples called `name` whose labels include `labels`."""
+    return [
+        value
+        for sample_name, sample_labels, value in samples
+        if sample_name == name and all(sample_labels.get(k) == v for k, v in labels.items())
+    ]
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    found = values(samples, name, **labels)
+    return found[0] if found else None
