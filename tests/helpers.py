@@ -47,15 +47,15 @@ def scrape(url: str) -> Samples:
     ]
 
 
-def values(samples: Samples, name: str, **labels: str) -> list[float]:
-    """Values of the samples called `name` whose labels include `labels`."""
+def values(samples: Samples, metric: str, /, **labels: str) -> list[float]:
+    """Values of the samples called `metric` whose labels include `labels`."""
     return [
         value
         for sample_name, sample_labels, value in samples
-        if sample_name == name and all(sample_labels.get(k) == v for k, v in labels.items())
+        if sample_name == metric and all(sample_labels.get(k) == v for k, v in labels.items())
     ]
 
 
-def value(samples: Samples, name: str, **labels: str) -> float | None:
-    found = values(samples, name, **labels)
+def value(samples: Samples, metric: str, /, **labels: str) -> float | None:
+    found = values(samples, metric, **labels)
     return found[0] if found else None

@@ -50,6 +50,15 @@ def read_network(proc_root: Path, pid: int) -> dict[str, NetworkCounters]:
     return counters
 
 
+def read_machine(proc_root: Path) -> tuple[int, int]:
+    """(CPU cores, memory bytes) of the host, from /proc."""
+    cores = os.cpu_count() or 1
+    for line in (proc_root / "meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return cores, int(line.split()[1]) * 1024
+    return cores, 0
+
+
 class CgroupReader:
     """Finds and reads containers' cgroups under `root` (usually /sys/fs/cgroup)."""
 

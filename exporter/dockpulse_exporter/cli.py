@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
 from dockpulse.settings import ConfigError, exit_with_config_error, split_listen_address
-from dockpulse_exporter.cgroups import CgroupReader
+from dockpulse_exporter.cgroups import CgroupReader, read_machine
 from dockpulse_exporter.collector import ContainerCollector
 from dockpulse_exporter.config import ExporterConfig, load_config
 from dockpulse_exporter.docker_watch import DockerWatcher
@@ -64,6 +64,7 @@ class Exporter:
                 probe_results=self.probes.results,
                 errors_total=lambda: self.watcher.errors_total + self.sampler.errors_total,
                 exported_labels=config.container_labels,
+                machine=read_machine(config.proc_root),
             )
         )
         ProcessCollector(registry=registry)
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         exit_with_config_error("dockpulse-exporter", exc)
     except OSError as exc:
-        print(f"dockpulse-exporter: cannot listen on {args.listen_address}: {exc}", file=sys.stderr)
+        print(f"dockpulse-exporter: cannot start: {exc}", file=sys.stderr)
         return 1
 
     def shut_down(signum: int, frame: FrameType | None) -> None:

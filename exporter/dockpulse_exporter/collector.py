@@ -48,10 +48,12 @@ class ContainerCollector(Collector):
         probe_results: Callable[[], list[ProbeResult]],
         errors_total: Callable[[], int],
         exported_labels: list[str],
+        machine: tuple[int, int] = (0, 0),
     ) -> None:
         self._snapshot = snapshot
         self._probe_results = probe_results
         self._errors_total = errors_total
+        self._machine_cpu_cores, self._machine_memory_bytes = machine
         self._docker_labels = list(dict.fromkeys([*COMPOSE_LABELS, *exported_labels]))
         self.label_names = ["name", "id", "image", *map(label_name, self._docker_labels)]
 
@@ -94,6 +96,12 @@ class ContainerCollector(Collector):
             "dockpulse_last_refresh_timestamp_seconds",
             "Unix time of the last background refresh.",
             value=snapshot.taken_at,
+        )
+        yield GaugeMetricFamily(
+            "machine_cpu_cores", "CPU cores of the Docker host.", value=self._machine_cpu_cores
+        )
+        yield GaugeMetricFamily(
+            "machine_memory_bytes", "Memory of the Docker host.", value=self._machine_memory_bytes
         )
         yield CounterMetricFamily(
             "dockpulse_collect_errors",

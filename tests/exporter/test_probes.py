@@ -1,0 +1,79 @@
+"""HTTP probes against a real local server that answers fast, slowly, wrongly, or not at all."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tests.helpers import free_port, value, values, wait_until
+
+
+class TargetHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        if self.path == "/slow":
+            time.sleep(0.6)
+        status = 500 if self.path == "/wrong" else 200
+        self.send_response(status)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+@pytest.fixture
+def target_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), TargetHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_probes_report_success_status_and_latency(start_exporter, target_server) -> None:
+    down = f"http://127.0.0.1:{free_port()}/health"
+    probe = {"interval": "500ms", "timeout": "400ms"}
+    exporter = start_exporter(
+        probes=[
+            {"name": "ok", "url": f"{target_server}/ok", **probe, "slow_threshold": "1s"},
+            {"name": "slow", "url": f"{target_server}/slow", "interval": "1s", "timeout": "1s"},
+            {"name": "wrong", "url": f"{target_server}/wrong", **probe},
+            {"name": "down", "url": down, **probe},
+        ]
+    )
+
+    def all_probed():
+        samples = exporter.scrape()
+        runs = values(samples, "dockpulse_probe_latency_seconds_count")
+        return samples if len(runs) == 4 and min(runs) >= 2 else None
+
+    samples = wait_until(all_probed, timeout=15)
+    assert value(samples, "probe_success", probe="ok") == 1
+    assert value(samples, "probe_http_status_code", probe="ok") == 200
+    assert value(samples, "probe_success", probe="slow") == 1
+    assert value(samples, "probe_duration_seconds", probe="slow") >= 0.6
+    assert value(samples, "probe_success", probe="wrong") == 0
+    assert value(samples, "probe_http_status_code", probe="wrong") == 500
+    assert value(samples, "probe_success", probe="down") == 0
+    assert value(samples, "probe_http_status_code", probe="down") == 0
+    assert value(samples, "dockpulse_probe_slow_threshold_seconds", probe="ok") == 1
+    # The histogram puts the slow probe above 0.5 s and the fast one below it.
+    assert value(samples, "dockpulse_probe_latency_seconds_bucket", probe="slow", le="0.5") == 0
+    fast = value(samples, "dockpulse_probe_latency_seconds_bucket", probe="ok", le="0.5")
+    count = value(samples, "dockpulse_probe_latency_seconds_count", probe="ok")
+    assert fast == count
+    assert value(samples, "probe_success", target=f"{target_server}/ok") == 1
+
+
+def test_a_slow_target_never_delays_a_scrape(start_exporter, target_server) -> None:
+    exporter = start_exporter(
+        probes=[{"name": "slow", "url": f"{target_server}/slow", "interval": "1s", "timeout": "1s"}]
+    )
+    for _ in range(5):
+        started = time.perf_counter()
+        exporter.scrape()
+        assert time.perf_counter() - started < 0.5
