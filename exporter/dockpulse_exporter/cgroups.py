@@ -1,8 +1,9 @@
 """Reading a container's resource usage straight from its cgroup files (v1 and v2).
 
 A read costs a few file reads per container, where Docker's stats API costs about a second.
-Paths are found once per container and cached; a container whose cgroup cannot be found returns
-None, and the caller falls back to the stats API.
+Files are found and opened once per container; each refresh re-reads them with `pread` at
+offset 0 (the kernel regenerates the content), which avoids an open/close per file. A container
+whose cgroup cannot be found returns None, and the caller falls back to the stats API.
 """
 
 from __future__ import annotations
@@ -16,28 +17,67 @@ USER_HZ = os.sysconf("SC_CLK_TCK")
 V1_CONTROLLERS = ("cpuacct", "cpu", "memory", "blkio")
 
 
-def _read_int(path: Path) -> int:
-    return int(path.read_text().split()[0])
+READ_SIZE = 65536
+V1_FILES = {
+    "cpuacct.usage": "cpuacct",
+    "cpuacct.stat": "cpuacct",
+    "cpu.stat": "cpu",
+    "memory.usage_in_bytes": "memory",
+    "memory.stat": "memory",
+    "blkio.throttle.io_service_bytes_recursive": "blkio",
+}
+V2_FILES = ("cpu.stat", "memory.current", "memory.stat", "io.stat")
 
 
-def _read_flat_keyed(path: Path) -> dict[str, int]:
-    """`key value` lines (memory.stat, cpu.stat, cpuacct.stat)."""
-    values: dict[str, int] = {}
-    for line in path.read_text().splitlines():
-        key, _, value = line.partition(" ")
-        if value.strip().lstrip("-").isdigit():
+def _keyed(data: bytes) -> dict[bytes, int]:
+    """`key value` lines (memory.stat, cpu.stat, cpuacct.stat) as a dict."""
+    values: dict[bytes, int] = {}
+    for line in data.split(b"\n"):
+        key, _, value = line.partition(b" ")
+        if value:
             values[key] = int(value)
     return values
 
 
-def read_network(proc_root: Path, pid: int) -> dict[str, NetworkCounters]:
-    """Per-interface counters from /proc/<pid>/net/dev (the container's network namespace)."""
+def _pick(data: bytes, key: bytes) -> int:
+    """The value of one `key value` line in a long keyed file, 0 when absent."""
+    start = 0 if data.startswith(key + b" ") else data.find(b"\n" + key + b" ") + 1
+    if start == 0 and not data.startswith(key + b" "):
+        return 0
+    end = data.find(b"\n", start)
+    return int(data[start + len(key) + 1 : end if end >= 0 else None])
+
+
+class OpenFiles:
+    """A container's cgroup files, kept open and re-read with pread."""
+
+    def __init__(self, paths: dict[str, Path]) -> None:
+        self.fds: dict[str, int] = {}
+        try:
+            for name, path in paths.items():
+                self.fds[name] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self.close()
+            raise
+
+    def read(self, name: str) -> bytes:
+        return os.pread(self.fds[name], READ_SIZE, 0)
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds = {}
+
+
+def parse_net_dev(data: bytes) -> dict[str, NetworkCounters]:
+    """Per-interface counters from a /proc/<pid>/net/dev (the container's network namespace)."""
     counters: dict[str, NetworkCounters] = {}
-    lines = (proc_root / str(pid) / "net" / "dev").read_text().splitlines()[2:]
-    for line in lines:
-        interface, _, numbers = line.partition(":")
+    for line in data.split(b"\n")[2:]:
+        interface, _, numbers = line.partition(b":")
+        if not numbers:
+            continue
         fields = [int(value) for value in numbers.split()]
-        counters[interface.strip()] = NetworkCounters(
+        counters[interface.strip().decode()] = NetworkCounters(
             receive_bytes=fields[0],
             receive_packets=fields[1],
             receive_errors=fields[2],
@@ -66,27 +106,70 @@ class CgroupReader:
         self.root = root
         self.proc_root = proc_root
         self.unified = (root / "cgroup.controllers").exists()
-        self._paths: dict[str, dict[str, Path]] = {}
+        self._files: dict[str, OpenFiles] = {}
+        self._network: dict[str, tuple[int, int]] = {}  # container id -> (pid, fd)
 
     def forget(self, container_id: str) -> None:
-        self._paths.pop(container_id, None)
+        files = self._files.pop(container_id, None)
+        if files is not None:
+            files.close()
+        network = self._network.pop(container_id, None)
+        if network is not None:
+            os.close(network[1])
 
     def read(self, container: Container) -> Usage | None:
         """The container's usage, or None when its cgroup is not readable here."""
-        paths = self._paths.get(container.id) or self._locate(container)
-        if paths is None:
+        files = self._files.get(container.id) or self._open(container)
+        if files is None:
             return None
         try:
-            usage = self._read_v2(paths[""]) if self.unified else self._read_v1(paths)
+            usage = self._read_v2(files) if self.unified else self._read_v1(files)
         except (OSError, ValueError, IndexError):
-            self._paths.pop(container.id, None)
+            self.forget(container.id)
             return None
         if container.network_mode != "host" and container.pid > 0:
-            try:
-                usage.network = read_network(self.proc_root, container.pid)
-            except (OSError, ValueError, IndexError):
-                usage.network = {}
+            usage.network = self._read_network(container)
         return usage
+
+    def _read_network(self, container: Container) -> dict[str, NetworkCounters]:
+        """Network counters via the container's init process; {} when not visible here."""
+        network = self._network.get(container.id)
+        if network is None or network[0] != container.pid:
+            if network is not None:
+                os.close(network[1])
+                del self._network[container.id]
+            path = self.proc_root / str(container.pid) / "net" / "dev"
+            try:
+                network = (container.pid, os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+            except OSError:
+                return {}
+            self._network[container.id] = network
+        try:
+            return parse_net_dev(os.pread(network[1], READ_SIZE, 0))
+        except (OSError, ValueError, IndexError):
+            return {}
+
+    def _open(self, container: Container) -> OpenFiles | None:
+        directories = self._locate_by_candidates(container) or self._locate_by_proc(container)
+        if directories is None:
+            return None
+        if self.unified:
+            paths = {name: directories[""] / name for name in V2_FILES}
+            if not paths["io.stat"].exists():
+                del paths["io.stat"]
+        else:
+            paths = {name: directories[ctrl] / name for name, ctrl in V1_FILES.items()}
+            blkio = paths["blkio.throttle.io_service_bytes_recursive"]
+            if not blkio.exists():
+                paths["blkio.throttle.io_service_bytes_recursive"] = blkio.with_name(
+                    "blkio.throttle.io_service_bytes"
+                )
+        try:
+            files = OpenFiles(paths)
+        except OSError:
+            return None
+        self._files[container.id] = files
+        return files
 
     def _candidates(self, container: Container) -> list[str]:
         """Relative cgroup paths Docker uses for the cgroupfs and systemd drivers."""
@@ -98,12 +181,6 @@ class CgroupReader:
         elif parent:
             candidates.insert(0, f"{parent}/{cid}")
         return candidates
-
-    def _locate(self, container: Container) -> dict[str, Path] | None:
-        paths = self._locate_by_candidates(container) or self._locate_by_proc(container)
-        if paths is not None:
-            self._paths[container.id] = paths
-        return paths
 
     def _locate_by_candidates(self, container: Container) -> dict[str, Path] | None:
         for relative in self._candidates(container):
@@ -135,59 +212,54 @@ class CgroupReader:
         return paths if all(key in paths and paths[key].exists() for key in wanted) else None
 
     @staticmethod
-    def _read_v1(paths: dict[str, Path]) -> Usage:
-        cpuacct, cpu, memory, blkio = (paths[ctrl] for ctrl in V1_CONTROLLERS)
-        cpu_times = _read_flat_keyed(cpuacct / "cpuacct.stat")
-        cfs = _read_flat_keyed(cpu / "cpu.stat")
-        memory_stat = _read_flat_keyed(memory / "memory.stat")
-        memory_usage = _read_int(memory / "memory.usage_in_bytes")
-        inactive_file = memory_stat.get("total_inactive_file", 0)
+    def _read_v1(files: OpenFiles) -> Usage:
+        cpu_times = _keyed(files.read("cpuacct.stat"))
+        cfs = _keyed(files.read("cpu.stat"))
+        memory_stat = files.read("memory.stat")
+        memory_usage = int(files.read("memory.usage_in_bytes"))
+        inactive_file = _pick(memory_stat, b"total_inactive_file")
         usage = Usage(
-            cpu_usage_seconds=_read_int(cpuacct / "cpuacct.usage") / 1e9,
-            cpu_user_seconds=cpu_times.get("user", 0) / USER_HZ,
-            cpu_system_seconds=cpu_times.get("system", 0) / USER_HZ,
-            cfs_periods=cfs.get("nr_periods", 0),
-            cfs_throttled_periods=cfs.get("nr_throttled", 0),
-            cfs_throttled_seconds=cfs.get("throttled_time", 0) / 1e9,
+            cpu_usage_seconds=int(files.read("cpuacct.usage")) / 1e9,
+            cpu_user_seconds=cpu_times.get(b"user", 0) / USER_HZ,
+            cpu_system_seconds=cpu_times.get(b"system", 0) / USER_HZ,
+            cfs_periods=cfs.get(b"nr_periods", 0),
+            cfs_throttled_periods=cfs.get(b"nr_throttled", 0),
+            cfs_throttled_seconds=cfs.get(b"throttled_time", 0) / 1e9,
             memory_usage_bytes=memory_usage,
             memory_working_set_bytes=max(memory_usage - inactive_file, 0),
-            memory_rss_bytes=memory_stat.get("total_rss", 0),
-            memory_cache_bytes=memory_stat.get("total_cache", 0),
+            memory_rss_bytes=_pick(memory_stat, b"total_rss"),
+            memory_cache_bytes=_pick(memory_stat, b"total_cache"),
         )
-        service_bytes = blkio / "blkio.throttle.io_service_bytes_recursive"
-        if not service_bytes.exists():
-            service_bytes = blkio / "blkio.throttle.io_service_bytes"
-        for line in service_bytes.read_text().splitlines():
+        for line in files.read("blkio.throttle.io_service_bytes_recursive").split(b"\n"):
             parts = line.split()
             if len(parts) != 3:
                 continue
-            device, operation, value = parts
-            if operation == "Read":
-                usage.io_read_bytes[device] = usage.io_read_bytes.get(device, 0) + int(value)
-            elif operation == "Write":
-                usage.io_write_bytes[device] = usage.io_write_bytes.get(device, 0) + int(value)
+            device, operation, value = parts[0].decode(), parts[1], int(parts[2])
+            if operation == b"Read":
+                usage.io_read_bytes[device] = usage.io_read_bytes.get(device, 0) + value
+            elif operation == b"Write":
+                usage.io_write_bytes[device] = usage.io_write_bytes.get(device, 0) + value
         return usage
 
     @staticmethod
-    def _read_v2(path: Path) -> Usage:
-        cpu = _read_flat_keyed(path / "cpu.stat")
-        memory_stat = _read_flat_keyed(path / "memory.stat")
-        memory_usage = _read_int(path / "memory.current")
+    def _read_v2(files: OpenFiles) -> Usage:
+        cpu = _keyed(files.read("cpu.stat"))
+        memory_stat = _keyed(files.read("memory.stat"))
+        memory_usage = int(files.read("memory.current"))
         usage = Usage(
-            cpu_usage_seconds=cpu.get("usage_usec", 0) / 1e6,
-            cpu_user_seconds=cpu.get("user_usec", 0) / 1e6,
-            cpu_system_seconds=cpu.get("system_usec", 0) / 1e6,
-            cfs_periods=cpu.get("nr_periods", 0),
-            cfs_throttled_periods=cpu.get("nr_throttled", 0),
-            cfs_throttled_seconds=cpu.get("throttled_usec", 0) / 1e6,
+            cpu_usage_seconds=cpu.get(b"usage_usec", 0) / 1e6,
+            cpu_user_seconds=cpu.get(b"user_usec", 0) / 1e6,
+            cpu_system_seconds=cpu.get(b"system_usec", 0) / 1e6,
+            cfs_periods=cpu.get(b"nr_periods", 0),
+            cfs_throttled_periods=cpu.get(b"nr_throttled", 0),
+            cfs_throttled_seconds=cpu.get(b"throttled_usec", 0) / 1e6,
             memory_usage_bytes=memory_usage,
-            memory_working_set_bytes=max(memory_usage - memory_stat.get("inactive_file", 0), 0),
-            memory_rss_bytes=memory_stat.get("anon", 0),
-            memory_cache_bytes=memory_stat.get("file", 0),
+            memory_working_set_bytes=max(memory_usage - memory_stat.get(b"inactive_file", 0), 0),
+            memory_rss_bytes=memory_stat.get(b"anon", 0),
+            memory_cache_bytes=memory_stat.get(b"file", 0),
         )
-        io_stat = path / "io.stat"
-        if io_stat.exists():
-            for line in io_stat.read_text().splitlines():
+        if "io.stat" in files.fds:
+            for line in files.read("io.stat").decode().splitlines():
                 device, *pairs = line.split()
                 fields = dict(pair.split("=", 1) for pair in pairs)
                 usage.io_read_bytes[device] = int(fields.get("rbytes", 0))

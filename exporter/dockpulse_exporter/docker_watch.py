@@ -93,6 +93,10 @@ class DockerWatcher:
         with self._lock:
             return list(self._containers.values())
 
+    def containers_by_id(self) -> dict[str, Container]:
+        with self._lock:
+            return dict(self._containers)
+
     @property
     def api(self) -> docker.APIClient | None:
         return self._client
@@ -109,7 +113,7 @@ class DockerWatcher:
                     base_url=self.docker_host, timeout=self.api_timeout
                 )
                 since = time.time()
-                self._resync(self._client)
+                self.resync(self._client, full=not self.docker_up)
                 backoff = 0.5
                 self._follow_events(self._client, since, since + self.resync_interval)
             except DOCKER_ERRORS as exc:
@@ -125,10 +129,16 @@ class DockerWatcher:
             self.docker_up = up
             self.on_change()
 
-    def _resync(self, client: docker.APIClient) -> None:
-        ids = [summary["Id"] for summary in client.containers(all=True)]
+    def resync(self, client: docker.APIClient, full: bool = True) -> None:
+        """List all containers; inspect each (`full`) or only those new or changed in state."""
+        known = self.containers_by_id()
         fresh: dict[str, Container] = {}
-        for container_id in ids:
+        for summary in client.containers(all=True):
+            container_id = summary["Id"]
+            cached = known.get(container_id)
+            if not full and cached is not None and cached.state == summary.get("State"):
+                fresh[container_id] = cached
+                continue
             container = self._inspect(client, container_id)
             if container is not None:
                 fresh[container_id] = container

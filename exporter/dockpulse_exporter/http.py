@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,14 +22,21 @@ class CachedExposition:
         self._lock = threading.Lock()
         self._rendered_for: object = None
         self._body = b""
+        self._gzipped: bytes | None = None
 
-    def body(self) -> bytes:
+    def body(self, gzipped: bool = False) -> bytes:
+        """The latest exposition; gzip-compressed once per new sample when asked."""
         current = self._generation()
         with self._lock:
             if current != self._rendered_for:
                 self._body = generate_latest(self._registry)
+                self._gzipped = None
                 self._rendered_for = current
-            return self._body
+            if not gzipped:
+                return self._body
+            if self._gzipped is None:
+                self._gzipped = gzip.compress(self._body, compresslevel=1)
+            return self._gzipped
 
 
 def make_server(host: str, port: int, exposition: CachedExposition) -> ThreadingHTTPServer:
@@ -36,7 +44,9 @@ def make_server(host: str, port: int, exposition: CachedExposition) -> Threading
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                self._reply(200, exposition.body(), CONTENT_TYPE_LATEST)
+                gzipped = "gzip" in self.headers.get("Accept-Encoding", "")
+                body = exposition.body(gzipped)
+                self._reply(200, body, CONTENT_TYPE_LATEST, "gzip" if gzipped else None)
             elif path in ("/-/healthy", "/healthz"):
                 self._reply(200, b"OK\n", "text/plain")
             elif path == "/":
@@ -44,9 +54,13 @@ def make_server(host: str, port: int, exposition: CachedExposition) -> Threading
             else:
                 self._reply(404, b"not found\n", "text/plain")
 
-        def _reply(self, status: int, body: bytes, content_type: str) -> None:
+        def _reply(
+            self, status: int, body: bytes, content_type: str, encoding: str | None = None
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
+            if encoding:
+                self.send_header("Content-Encoding", encoding)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

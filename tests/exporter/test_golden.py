@@ -1,0 +1,170 @@
+"""Golden files: the cgroup readers on fixed file trees, and the whole exposition text.
+
+cgroup v2 cannot be exercised by a real container on this machine (v1 controllers), so its reader
+runs here on a file tree laid out as the kernel lays it out. A renamed metric or label shows up
+as a diff of `golden/exposition.txt` (regenerate with DOCKPULSE_UPDATE_GOLDEN=1).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from dockpulse_exporter.cgroups import USER_HZ, CgroupReader
+from dockpulse_exporter.collector import ContainerCollector
+from dockpulse_exporter.config import Probe
+from dockpulse_exporter.model import Container, Sample, Snapshot
+from dockpulse_exporter.probes import ProbeResult
+
+GOLDEN = Path(__file__).parent / "golden"
+CONTAINER_ID = "c0ffee" * 10 + "abcd"
+
+
+def make_container(**overrides: object) -> Container:
+    fields: dict[str, object] = {
+        "id": CONTAINER_ID,
+        "name": "webapp",
+        "image": "dockpulse/webapp:local",
+        "labels": {"com.docker.compose.project": "demo", "com.docker.compose.service": "webapp"},
+        "state": "running",
+        "pid": 4242,
+        "exit_code": 0,
+        "oom_killed": False,
+        "restart_count": 2,
+        "health": "healthy",
+        "started_at": 1_700_000_000.0,
+        "network_mode": "default",
+        "cgroup_parent": "",
+        "memory_limit_bytes": 256 * 2**20,
+        "cpu_quota_us": 50_000,
+        "cpu_period_us": 100_000,
+    }
+    fields.update(overrides)
+    return Container(**fields)  # type: ignore[arg-type]
+
+
+def write_tree(root: Path, files: dict[str, str]) -> None:
+    for relative, content in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+
+
+def proc_net_dev(pid: int) -> dict[str, str]:
+    header = "Inter-|   Receive |  Transmit\n face |bytes packets errs drop fifo frame c m|...\n"
+    eth0 = "  eth0: 1000 10 1 2 0 0 0 0 2000 20 3 4 0 0 0 0\n"
+    return {f"proc/{pid}/net/dev": header + eth0}
+
+
+def test_cgroup_v2_reader(tmp_path: Path) -> None:
+    scope = f"sys/system.slice/docker-{CONTAINER_ID}.scope"
+    write_tree(
+        tmp_path,
+        {
+            "sys/cgroup.controllers": "cpu io memory pids\n",
+            f"{scope}/cpu.stat": "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n"
+            "nr_periods 40\nnr_throttled 4\nthrottled_usec 300000\n",
+            f"{scope}/memory.current": "104857600\n",
+            f"{scope}/memory.stat": "anon 73400320\nfile 31457280\ninactive_file 10485760\n",
+            f"{scope}/io.stat": "8:0 rbytes=4096 wbytes=16777216 rios=1 wios=16 dbytes=0 dios=0\n",
+            **proc_net_dev(4242),
+        },
+    )
+    usage = CgroupReader(tmp_path / "sys", tmp_path / "proc").read(make_container())
+    assert usage is not None
+    assert usage.cpu_usage_seconds == 2.5 and usage.cpu_system_seconds == 0.5
+    assert (usage.cfs_periods, usage.cfs_throttled_periods) == (40, 4)
+    assert usage.memory_usage_bytes == 100 * 2**20
+    assert usage.memory_working_set_bytes == 90 * 2**20
+    assert (usage.memory_rss_bytes, usage.memory_cache_bytes) == (70 * 2**20, 30 * 2**20)
+    assert usage.io_write_bytes == {"8:0": 16 * 2**20} and usage.io_read_bytes == {"8:0": 4096}
+    assert usage.network["eth0"].receive_bytes == 1000
+    assert usage.network["eth0"].transmit_dropped == 4
+
+
+def test_cgroup_v1_reader_with_systemd_driver(tmp_path: Path) -> None:
+    relative = f"system.slice/docker-{CONTAINER_ID}.scope"
+    write_tree(
+        tmp_path,
+        {
+            f"sys/cpuacct/{relative}/cpuacct.usage": "3000000000\n",
+            f"sys/cpuacct/{relative}/cpuacct.stat": f"user {2 * USER_HZ}\nsystem {USER_HZ}\n",
+            f"sys/cpu/{relative}/cpu.stat": "nr_periods 10\nnr_throttled 1\nthrottled_time 5\n",
+            f"sys/memory/{relative}/memory.usage_in_bytes": "2000\n",
+            f"sys/memory/{relative}/memory.stat": "cache 1\nrss 2\ntotal_cache 700\n"
+            "total_rss 1200\ntotal_inactive_file 500\n",
+            f"sys/blkio/{relative}/blkio.throttle.io_service_bytes_recursive": (
+                "8:0 Read 100\n8:0 Write 300\n8:0 Sync 400\n8:0 Total 400\nTotal 400\n"
+            ),
+        },
+    )
+    reader = CgroupReader(tmp_path / "sys", tmp_path / "proc")
+    usage = reader.read(make_container(pid=0))
+    assert usage is not None
+    assert (usage.cpu_usage_seconds, usage.cpu_user_seconds, usage.cpu_system_seconds) == (3, 2, 1)
+    assert usage.memory_working_set_bytes == 1500
+    assert (usage.memory_rss_bytes, usage.memory_cache_bytes) == (1200, 700)
+    assert usage.io_read_bytes == {"8:0": 100} and usage.io_write_bytes == {"8:0": 300}
+    # Files stay open between refreshes and are re-read: a new value shows up.
+    (tmp_path / f"sys/cpuacct/{relative}/cpuacct.usage").write_text("4000000000\n")
+    assert reader.read(make_container(pid=0)).cpu_usage_seconds == 4
+
+
+def test_unknown_cgroup_layout_returns_none(tmp_path: Path) -> None:
+    (tmp_path / "sys").mkdir()
+    assert CgroupReader(tmp_path / "sys", tmp_path / "proc").read(make_container()) is None
+
+
+def test_exposition_matches_golden_file(tmp_path: Path) -> None:
+    write_tree(
+        tmp_path,
+        {
+            "sys/cgroup.controllers": "cpu io memory\n",
+            f"sys/docker/{CONTAINER_ID}/cpu.stat": "usage_usec 1500000\nuser_usec 1000000\n"
+            "system_usec 500000\nnr_periods 20\nnr_throttled 2\nthrottled_usec 100000\n",
+            f"sys/docker/{CONTAINER_ID}/memory.current": "1048576\n",
+            f"sys/docker/{CONTAINER_ID}/memory.stat": "anon 524288\nfile 524288\n"
+            "inactive_file 262144\n",
+            **proc_net_dev(4242),
+        },
+    )
+    running = make_container()
+    stopped = make_container(
+        id="dead" * 16,
+        name="worker",
+        labels={"dockpulse.cpu_threshold": "80", "dockpulse.expect_running": "false"},
+        state="exited",
+        pid=0,
+        exit_code=137,
+        oom_killed=True,
+        health="none",
+        memory_limit_bytes=0,
+        cpu_quota_us=0,
+        cpu_period_us=0,
+    )
+    usage = CgroupReader(tmp_path / "sys", tmp_path / "proc").read(running)
+    snapshot = Snapshot(
+        samples=(Sample(running, usage, 1_700_000_100.0), Sample(stopped, None, 1_700_000_100.0)),
+        docker_up=True,
+        refresh_seconds=0.25,
+        taken_at=1_700_000_100.0,
+    )
+    probe = ProbeResult(Probe(name="webapp", url="http://127.0.0.1:8000/health", slow_threshold=1))
+    probe.record(True, 0.03, 200)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(
+        ContainerCollector(
+            snapshot=lambda: snapshot,
+            probe_results=lambda: [probe],
+            errors_total=lambda: 1,
+            exported_labels=[],
+            machine=(2, 24 * 2**30),
+        )
+    )
+    text = generate_latest(registry).decode()
+    golden = GOLDEN / "exposition.txt"
+    if os.environ.get("DOCKPULSE_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
