@@ -15,10 +15,11 @@ from prometheus_client.process_collector import ProcessCollector
 
 from dockpulse.settings import ConfigError, exit_with_config_error, split_listen_address
 from dockpulse_exporter.cgroups import CgroupReader, read_machine
-from dockpulse_exporter.collector import ContainerCollector
+from dockpulse_exporter.collector import ContainerCollector, ExporterCollector
 from dockpulse_exporter.config import ExporterConfig, load_config
 from dockpulse_exporter.docker_watch import DockerWatcher
-from dockpulse_exporter.http import CachedExposition, make_server
+from dockpulse_exporter.exposition import Exposition
+from dockpulse_exporter.http import make_server
 from dockpulse_exporter.probes import ProbeRunner
 from dockpulse_exporter.sampler import Sampler
 
@@ -58,20 +59,22 @@ class Exporter:
             config.refresh_interval,
         )
         self.probes = ProbeRunner(config.probes)
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(
-            ContainerCollector(
+        containers = CollectorRegistry(auto_describe=False)
+        containers.register(
+            ContainerCollector(lambda: self.sampler.snapshot, config.container_labels)
+        )
+        rest = CollectorRegistry(auto_describe=False)
+        rest.register(
+            ExporterCollector(
                 snapshot=lambda: self.sampler.snapshot,
                 probe_results=self.probes.results,
                 errors_total=lambda: self.watcher.errors_total + self.sampler.errors_total,
-                exported_labels=config.container_labels,
                 machine=read_machine(config.proc_root),
             )
         )
-        ProcessCollector(registry=registry)
-        self.exposition = CachedExposition(
-            registry, lambda: (self.sampler.generation, self.probes.generation)
-        )
+        ProcessCollector(registry=rest)
+        self.exposition = Exposition(containers, rest)
+        self.sampler.on_refresh = self.exposition.update_containers
         self.server = make_server(self.host, self.port, self.exposition)
 
     def _on_docker_change(self) -> None:

@@ -40,20 +40,10 @@ def label_name(docker_label: str) -> str:
 
 
 class ContainerCollector(Collector):
-    """Yields every metric from the latest snapshot; never calls Docker itself."""
+    """Per-container state and usage from the latest snapshot; never calls Docker itself."""
 
-    def __init__(
-        self,
-        snapshot: Callable[[], Snapshot],
-        probe_results: Callable[[], list[ProbeResult]],
-        errors_total: Callable[[], int],
-        exported_labels: list[str],
-        machine: tuple[int, int] = (0, 0),
-    ) -> None:
+    def __init__(self, snapshot: Callable[[], Snapshot], exported_labels: list[str]) -> None:
         self._snapshot = snapshot
-        self._probe_results = probe_results
-        self._errors_total = errors_total
-        self._machine_cpu_cores, self._machine_memory_bytes = machine
         self._docker_labels = list(dict.fromkeys([*COMPOSE_LABELS, *exported_labels]))
         self.label_names = ["name", "id", "image", *map(label_name, self._docker_labels)]
 
@@ -61,11 +51,9 @@ class ContainerCollector(Collector):
         return iter(())  # unchecked collector: families depend on the data
 
     def collect(self) -> Iterator[Metric]:
-        snapshot = self._snapshot()
-        yield from self._self_metrics(snapshot)
-        yield from self._state_metrics(snapshot.samples)
-        yield from self._usage_metrics(snapshot.samples)
-        yield from self._probe_metrics(self._probe_results())
+        samples = self._snapshot().samples
+        yield from self._state_metrics(samples)
+        yield from self._usage_metrics(samples)
 
     def _labels(self, container: Container) -> list[str]:
         return [
@@ -80,34 +68,6 @@ class ContainerCollector(Collector):
 
     def _counter(self, name: str, doc: str, extra: list[str] | None = None) -> CounterMetricFamily:
         return CounterMetricFamily(name, doc, labels=[*self.label_names, *(extra or [])])
-
-    def _self_metrics(self, snapshot: Snapshot) -> Iterator[Metric]:
-        yield GaugeMetricFamily(
-            "dockpulse_docker_up",
-            "1 when the Docker engine answered at the last refresh, 0 otherwise.",
-            value=1 if snapshot.docker_up else 0,
-        )
-        yield GaugeMetricFamily(
-            "dockpulse_collect_duration_seconds",
-            "Time the last background refresh of all containers took.",
-            value=snapshot.refresh_seconds,
-        )
-        yield GaugeMetricFamily(
-            "dockpulse_last_refresh_timestamp_seconds",
-            "Unix time of the last background refresh.",
-            value=snapshot.taken_at,
-        )
-        yield GaugeMetricFamily(
-            "machine_cpu_cores", "CPU cores of the Docker host.", value=self._machine_cpu_cores
-        )
-        yield GaugeMetricFamily(
-            "machine_memory_bytes", "Memory of the Docker host.", value=self._machine_memory_bytes
-        )
-        yield CounterMetricFamily(
-            "dockpulse_collect_errors",
-            "Errors talking to Docker or reading container usage.",
-            value=self._errors_total(),
-        )
 
     def _state_metrics(self, samples: tuple[Sample, ...]) -> Iterator[Metric]:
         up = self._gauge("container_up", "1 when the container is running, 0 otherwise.")
@@ -236,6 +196,57 @@ class ContainerCollector(Collector):
         yield cpu_total
         yield from (family for family, _ in (*counters, *gauges))
         yield from (last_seen, reads, writes, *network.values())
+
+
+class ExporterCollector(Collector):
+    """The exporter's own health, the host's size, and the probes' latest results."""
+
+    def __init__(
+        self,
+        snapshot: Callable[[], Snapshot],
+        probe_results: Callable[[], list[ProbeResult]],
+        errors_total: Callable[[], int],
+        machine: tuple[int, int] = (0, 0),
+    ) -> None:
+        self._snapshot = snapshot
+        self._probe_results = probe_results
+        self._errors_total = errors_total
+        self._machine_cpu_cores, self._machine_memory_bytes = machine
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._self_metrics(self._snapshot())
+        yield from self._probe_metrics(self._probe_results())
+
+    def _self_metrics(self, snapshot: Snapshot) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "dockpulse_docker_up",
+            "1 when the Docker engine answered at the last refresh, 0 otherwise.",
+            value=1 if snapshot.docker_up else 0,
+        )
+        yield GaugeMetricFamily(
+            "dockpulse_collect_duration_seconds",
+            "Time the last background refresh of all containers took.",
+            value=snapshot.refresh_seconds,
+        )
+        yield GaugeMetricFamily(
+            "dockpulse_last_refresh_timestamp_seconds",
+            "Unix time of the last background refresh.",
+            value=snapshot.taken_at,
+        )
+        yield GaugeMetricFamily(
+            "machine_cpu_cores", "CPU cores of the Docker host.", value=self._machine_cpu_cores
+        )
+        yield GaugeMetricFamily(
+            "machine_memory_bytes", "Memory of the Docker host.", value=self._machine_memory_bytes
+        )
+        yield CounterMetricFamily(
+            "dockpulse_collect_errors",
+            "Errors talking to Docker or reading container usage.",
+            value=self._errors_total(),
+        )
 
     @staticmethod
     def _probe_metrics(results: list[ProbeResult]) -> Iterator[Metric]:

@@ -1,45 +1,18 @@
-"""Serving `/metrics` from memory: rendered once per new sample, not per scrape."""
+"""Serving `/metrics` from memory: a scrape never waits on Docker or on a render of containers."""
 
 from __future__ import annotations
 
-import gzip
-import threading
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from dockpulse_exporter.exposition import Exposition
 
 LANDING_PAGE = b"""<html><head><title>dockpulse exporter</title></head><body>
 <h1>dockpulse exporter</h1><p><a href="/metrics">Metrics</a></p></body></html>"""
 
 
-class CachedExposition:
-    """Renders the registry when `generation()` changes; scrapes get the cached bytes."""
-
-    def __init__(self, registry: CollectorRegistry, generation: Callable[[], object]) -> None:
-        self._registry = registry
-        self._generation = generation
-        self._lock = threading.Lock()
-        self._rendered_for: object = None
-        self._body = b""
-        self._gzipped: bytes | None = None
-
-    def body(self, gzipped: bool = False) -> bytes:
-        """The latest exposition; gzip-compressed once per new sample when asked."""
-        current = self._generation()
-        with self._lock:
-            if current != self._rendered_for:
-                self._body = generate_latest(self._registry)
-                self._gzipped = None
-                self._rendered_for = current
-            if not gzipped:
-                return self._body
-            if self._gzipped is None:
-                self._gzipped = gzip.compress(self._body, compresslevel=1)
-            return self._gzipped
-
-
-def make_server(host: str, port: int, exposition: CachedExposition) -> ThreadingHTTPServer:
+def make_server(host: str, port: int, exposition: Exposition) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]

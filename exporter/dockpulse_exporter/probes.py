@@ -66,7 +66,6 @@ class ProbeRunner:
             )
             for probe in probes
         ]
-        self.generation = 0
 
     def start(self) -> None:
         for thread in self._threads:
@@ -90,6 +89,5 @@ class ProbeRunner:
             success, duration, status = probe_once(session, probe)
             with self._lock:
                 self._results[probe.name].record(success, duration, status)
-                self.generation += 1
             next_run += probe.interval
             self._stop.wait(max(next_run - time.monotonic(), 0.0))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from dockpulse_exporter.cgroups import CgroupReader
 from dockpulse_exporter.docker_watch import DockerWatcher
@@ -23,13 +24,14 @@ class Sampler:
         cgroups: CgroupReader,
         interval: float,
         stats_api: StatsApiReader | None = None,
+        on_refresh: Callable[[], None] | None = None,
     ) -> None:
         self.watcher = watcher
         self.cgroups = cgroups
         self.interval = interval
         self.stats_api = stats_api or StatsApiReader()
+        self.on_refresh = on_refresh
         self.snapshot = Snapshot()
-        self.generation = 0
         self.errors_total = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -71,7 +73,8 @@ class Sampler:
             taken_at=now,
         )
         self.snapshot = snapshot
-        self.generation += 1
+        if self.on_refresh is not None:
+            self.on_refresh()
         return snapshot
 
     def _read_usage(self, running: list[Container]) -> dict[str, Usage | None]:

@@ -7,14 +7,16 @@ as a diff of `golden/exposition.txt` (regenerate with DOCKPULSE_UPDATE_GOLDEN=1)
 
 from __future__ import annotations
 
+import gzip
 import os
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 
 from dockpulse_exporter.cgroups import USER_HZ, CgroupReader
-from dockpulse_exporter.collector import ContainerCollector
+from dockpulse_exporter.collector import ContainerCollector, ExporterCollector
 from dockpulse_exporter.config import Probe
+from dockpulse_exporter.exposition import Exposition
 from dockpulse_exporter.model import Container, Sample, Snapshot
 from dockpulse_exporter.probes import ProbeResult
 
@@ -153,18 +155,24 @@ def test_exposition_matches_golden_file(tmp_path: Path) -> None:
     )
     probe = ProbeResult(Probe(name="webapp", url="http://127.0.0.1:8000/health", slow_threshold=1))
     probe.record(True, 0.03, 200)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(
-        ContainerCollector(
+    containers = CollectorRegistry(auto_describe=False)
+    containers.register(ContainerCollector(lambda: snapshot, exported_labels=[]))
+    rest = CollectorRegistry(auto_describe=False)
+    rest.register(
+        ExporterCollector(
             snapshot=lambda: snapshot,
             probe_results=lambda: [probe],
             errors_total=lambda: 1,
-            exported_labels=[],
             machine=(2, 24 * 2**30),
         )
     )
-    text = generate_latest(registry).decode()
+    exposition = Exposition(containers, rest)
+    exposition.update_containers()
+    text = exposition.body().decode()
     golden = GOLDEN / "exposition.txt"
     if os.environ.get("DOCKPULSE_UPDATE_GOLDEN"):
         golden.write_text(text)
     assert text == golden.read_text()
+    # The fast renderer says exactly what prometheus_client would, and gzip is the same text.
+    assert text == (generate_latest(rest) + generate_latest(containers)).decode()
+    assert gzip.decompress(exposition.body(gzipped=True)).decode() == text
