@@ -14,6 +14,8 @@ from dockpulse_exporter.stats_api import StatsApiReader
 
 log = logging.getLogger(__name__)
 
+EVENT_SETTLE_SECONDS = 0.5
+
 
 class Sampler:
     """Refreshes every `interval`, and at once when Docker reports a change."""
@@ -53,7 +55,9 @@ class Sampler:
             except Exception:  # a refresh must never kill the thread
                 self.errors_total += 1
                 log.exception("refresh failed")
-            self._wake.wait(self.interval)
+            if self._wake.wait(self.interval):
+                # Woken by a Docker event: let a burst of events settle into one refresh.
+                self._stop.wait(min(EVENT_SETTLE_SECONDS, self.interval))
             self._wake.clear()
 
     def refresh(self) -> Snapshot:
