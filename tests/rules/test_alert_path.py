@@ -1,0 +1,105 @@
+"""The whole alert path with real processes: a container stops, a rule fires on the exporter's
+data, Alertmanager routes it to the relay with the bearer token, and a mail lands in the outbox.
+"""
+
+from __future__ import annotations
+
+import email
+import time
+import uuid
+from contextlib import closing
+from email.message import Message
+from pathlib import Path
+
+import pytest
+import requests
+
+from dockpulse.engine import Engine
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.docker
+
+
+RECORDED = [
+    "dockpulse:container_cpu_percent",
+    "dockpulse:container_memory_percent",
+    "dockpulse:container_cpu_threshold_percent",
+    "dockpulse:container_memory_threshold_percent",
+]
+
+
+def query(prometheus_url: str, promql: str) -> list[dict]:
+    answer = requests.get(f"{prometheus_url}/api/v1/query", params={"query": promql}, timeout=5)
+    answer.raise_for_status()
+    return answer.json()["data"]["result"]
+
+
+def mail_text(message: Message) -> str:
+    """Subject and every text part of a mail, decoded."""
+    parts = [str(message["Subject"])]
+    for part in message.walk():
+        if part.get_content_maintype() == "text":
+            payload = part.get_payload(decode=True)
+            parts.append(payload.decode(part.get_content_charset() or "utf-8", "replace"))
+    return "\n".join(parts)
+
+
+def mails_about(outbox: Path, words: list[str]) -> list[str]:
+    if not outbox.is_dir():
+        return []
+    texts = [
+        mail_text(email.message_from_bytes(path.read_bytes())) for path in outbox.glob("*.eml")
+    ]
+    return [text for text in texts if all(word in text for word in words)]
+
+
+def test_stopped_container_is_mailed_through_alertmanager(
+    engine: Engine,
+    busybox: str,
+    tmp_path: Path,
+    start_relay,
+    start_alertmanager,
+    start_prometheus,
+    start_exporter,
+) -> None:
+    name = f"rules-test-{uuid.uuid4().hex[:10]}"
+    with closing(engine.client()) as client:
+        container = client.containers.run(
+            busybox,
+            ["sleep", "600"],
+            name=name,
+            detach=True,
+            network_mode="none",
+            labels={"dockpulse.cpu_threshold": "75"},
+        )
+        try:
+            relay = start_relay()
+            alertmanager = start_alertmanager(relay.url)
+            exporter = start_exporter()
+            prometheus = start_prometheus(exporter.port, alertmanager.port, name)
+            wait_until(lambda: query(prometheus.url, f'container_up{{name="{name}"}} == 1'))
+            # The recording rules join the real exporter's series: usage and thresholds.
+            recorded = {
+                rule: wait_until(
+                    lambda rule=rule: query(prometheus.url, f'{rule}{{name="{name}"}}')
+                )
+                for rule in RECORDED
+            }
+
+            container.kill()
+            killed_at = time.monotonic()
+            mails = wait_until(lambda: mails_about(tmp_path / "outbox", [name]), timeout=45)
+            latency = time.monotonic() - killed_at
+            alerts = query(prometheus.url, f'ALERTS{{alertname="ContainerDown",name="{name}"}}')
+        finally:
+            container.remove(force=True)
+
+    value = {rule: float(found[0]["value"][1]) for rule, found in recorded.items()}
+    assert value["dockpulse:container_cpu_threshold_percent"] == 75  # the label's override
+    assert value["dockpulse:container_memory_threshold_percent"] == 50  # the default
+    assert 0 <= value["dockpulse:container_cpu_percent"] < 5  # sleep uses no CPU
+    assert 0 <= value["dockpulse:container_memory_percent"] < 5  # nor much of the host memory
+    assert "ContainerDown" in mails[0]
+    assert "critical" in mails[0].lower()
+    assert alerts and alerts[0]["metric"]["severity"] == "critical"
+    print(f"container killed -> mail in the outbox: {latency:.1f} s (1 s scrape and evaluation)")
