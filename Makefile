@@ -3,8 +3,10 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= normal
+TARGET ?= http://127.0.0.1:8000
+DURATION ?= 60s
 
-.PHONY: install test lint bench-exporter bench-relay images demo down stress
+.PHONY: install test lint bench-exporter bench-relay images demo down stress stress-local webapp-image
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,3 +28,27 @@ images: install
 
 bench-exporter: install
 	$(PY) bench/exporter.py --containers 200
+
+bench-relay: install
+	$(PY) bench/relay.py --duration 15 --clients 4
+
+# The whole stack on this machine (Docker engine, images, docker-compose); Ctrl-C leaves it up.
+demo: install
+	$(VENV)/bin/dockpulse demo
+
+down: install
+	$(VENV)/bin/dockpulse down
+
+stress: install
+	$(VENV)/bin/dockpulse stress $(PROFILE) --duration $(DURATION)
+
+# Locust from the venv against a webapp already running at TARGET, headless for DURATION:
+#   make stress-local PROFILE=cpu-intensive TARGET=http://127.0.0.1:8000 DURATION=60s
+stress-local: install
+	STRESS_LEVEL=$(PROFILE) $(VENV)/bin/locust -f loadtest/locustfile.py --headless \
+		--host $(TARGET) --run-time $(DURATION) --stop-timeout 10
+
+# The demo app's image (dockpulse/webapp:local) on the Debian Python base built here.
+webapp-image: install
+	$(VENV)/bin/dockpulse images
+	$(PY) -c 'from dockpulse.engine import find_or_start_engine; from dockpulse.stack_images import WEBAPP, build_local_image; print(build_local_image(find_or_start_engine(), WEBAPP))'

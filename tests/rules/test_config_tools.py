@@ -160,4 +160,4 @@ def test_critical_alerts_go_at_once_and_warnings_are_grouped() -> None:
     assert critical["group_wait"] == "0s"
     assert critical["group_by"] == ["..."]
     assert warning["group_by"] == ["alertname", "name"]
-    assert warning["group_wait"] == "30s"
+    assert warning["group_wait"] == "5s"

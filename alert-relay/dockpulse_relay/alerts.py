@@ -1,0 +1,113 @@
+"""Alertmanager's webhook payload (version 4) and the alert as the relay keeps it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+# Labels that name the container, in order of preference (cAdvisor's `name` first).
+CONTAINER_LABELS = ("name", "container", "container_label_com_docker_compose_service", "job")
+
+
+class PayloadError(ValueError):
+    """The body is not an Alertmanager webhook notification; the message says why."""
+
+
+class WebhookAlert(BaseModel):
+    """One alert of a notification (camelCase: Alertmanager's field names)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str] = Field(min_length=1)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: datetime
+    endsAt: datetime | None = None
+    generatorURL: str = ""
+    fingerprint: str = ""
+
+
+class WebhookNotification(BaseModel):
+    """What Alertmanager POSTs; fields the relay does not use are tolerated."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    version: Literal["4"]
+    receiver: str = ""
+    status: Literal["firing", "resolved"]
+    alerts: list[WebhookAlert]
+    externalURL: str = ""
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert notification; `key` makes a re-sent one recognisable."""
+
+    fingerprint: str
+    status: str
+    starts_at: str
+    ends_at: str
+    alertname: str
+    severity: str
+    container: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    generator_url: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.fingerprint}|{self.status}|{self.starts_at}"
+
+    @property
+    def critical(self) -> bool:
+        return self.severity == "critical"
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, separators=(",", ":"))  # flat: no deep copy needed
+
+    @classmethod
+    def from_json(cls, text: str) -> Alert:
+        return cls(**json.loads(text))
+
+
+def parse_notification(body: bytes) -> list[Alert]:
+    """The alerts in a webhook body; PayloadError when it is not Alertmanager's."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PayloadError(f"malformed JSON: {exc}") from None
+    try:
+        notification = WebhookNotification.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "payload"
+        message = f"not an Alertmanager v4 notification: {where}: {error['msg']}"
+        raise PayloadError(message) from None
+    return [_alert(item) for item in notification.alerts]
+
+
+def _alert(item: WebhookAlert) -> Alert:
+    labels = item.labels
+    return Alert(
+        fingerprint=item.fingerprint or label_fingerprint(labels),
+        status=item.status,
+        starts_at=item.startsAt.isoformat(),
+        ends_at=item.endsAt.isoformat() if item.endsAt and item.endsAt.year > 1 else "",
+        alertname=labels.get("alertname", "unnamed"),
+        severity=labels.get("severity", "warning").lower(),
+        container=next((labels[name] for name in CONTAINER_LABELS if labels.get(name)), ""),
+        labels=labels,
+        annotations=item.annotations,
+        generator_url=item.generatorURL,
+    )
+
+
+def label_fingerprint(labels: dict[str, str]) -> str:
+    """A stable fingerprint from the label set, for senders that leave it out."""
+    canonical = json.dumps(labels, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -1,0 +1,156 @@
+"""The relay's settings: `--config.file` YAML, then environment variables, then flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from dockpulse.settings import ConfigError, Duration, load_settings, split_listen_address
+
+DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9095"
+
+# Environment variable -> field; the YAML file and the flags use the field names.
+ENVIRONMENT = {
+    "RELAY_LISTEN_ADDRESS": "listen_address",
+    "RELAY_AUTH_TOKEN": "auth_token",
+    "RELAY_STORE": "store",
+    "RELAY_STORE_SYNC": "store_sync",
+    "RELAY_MAX_BODY_BYTES": "max_body_bytes",
+    "OUTBOX_DIR": "outbox_dir",
+    "ALERT_LOG": "alert_log",
+    "MAIL_BACKEND": "mail_backend",
+    "BUFFER_TIMEOUT": "buffer_timeout",
+    "ALERT_COOLDOWN": "alert_cooldown",
+    "CHECK_INTERVAL": "check_interval",
+    "SEND_RESOLVED": "send_resolved",
+    "DIGEST_MAX_ALERTS": "digest_max_alerts",
+    "RETRY_INITIAL_DELAY": "retry_initial_delay",
+    "RETRY_MAX_DELAY": "retry_max_delay",
+    "RETRY_MAX_ATTEMPTS": "retry_max_attempts",
+    "PROMETHEUS_URL": "prometheus_url",
+    "SENDER_EMAIL": "sender_email",
+    "RECIPIENT_EMAILS": "recipient_emails",
+    "AWS_REGION": "aws_region",
+    "AWS_ENDPOINT_URL": "aws_endpoint_url",
+    "SMTP_HOST": "smtp_host",
+    "SMTP_PORT": "smtp_port",
+    "SMTP_USERNAME": "smtp_username",
+    "SMTP_PASSWORD": "smtp_password",
+    "SMTP_STARTTLS": "smtp_starttls",
+    "SMTP_TIMEOUT": "smtp_timeout",
+}
+
+
+class RelayConfig(BaseModel):
+    """Every setting of `dockpulse-relay`; AWS credentials stay with boto3's own lookup."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen_address: str = DEFAULT_LISTEN_ADDRESS
+    auth_token: SecretStr | None = None  # when set, POST /webhook needs `Bearer <token>`
+    store: Path = Path("data/relay.db")  # SQLite file: the durable queue
+    store_sync: Literal["normal", "full"] = "normal"  # full: also survive power loss
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    outbox_dir: Path = Path("outbox")
+    alert_log: Path = Path("logs/container_alerts.log")
+    mail_backend: Literal["ses", "smtp", "outbox"] = "outbox"
+
+    buffer_timeout: Duration = 10.0  # warnings wait this long and go out as one digest
+    alert_cooldown: Duration = 300.0  # the same alert is not mailed again within this
+    check_interval: Duration = 1.0  # how often the buffer is looked at
+    send_resolved: bool = True
+    digest_max_alerts: int = Field(default=200, gt=0)  # larger digests are split
+
+    retry_initial_delay: Duration = 2.0
+    retry_max_delay: Duration = 300.0
+    retry_max_attempts: int = Field(default=20, gt=0)  # then the mail is dead-lettered
+
+    prometheus_url: str = "http://127.0.0.1:9090"
+    sender_email: str | None = None
+    recipient_emails: list[str] = Field(default_factory=list)
+    aws_region: str | None = None
+    aws_endpoint_url: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, gt=0, lt=65536)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    smtp_timeout: Duration = 10.0
+
+    @field_validator("listen_address")
+    @classmethod
+    def _listen_address(cls, value: str) -> str:
+        try:
+            split_listen_address(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc).split(": ", 1)[1]) from None
+        return value
+
+    @field_validator("recipient_emails", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("recipient_emails")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            _check_address(address)
+        return value
+
+    @field_validator("sender_email")
+    @classmethod
+    def _sender(cls, value: str | None) -> str | None:
+        return None if value is None else _check_address(value)
+
+    @field_validator("prometheus_url", "aws_endpoint_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return None if value is None else value.rstrip("/")
+
+    @property
+    def sender(self) -> str:
+        return self.sender_email or "dockpulse-relay@localhost"
+
+    @property
+    def recipients(self) -> list[str]:
+        return self.recipient_emails or ["operators@localhost"]
+
+
+def _check_address(address: str) -> str:
+    local, at, domain = address.rpartition("@")
+    if not at or not local or ("." not in domain and domain != "localhost"):
+        raise ValueError(f"not an e-mail address: {address!r}")
+    return address
+
+
+def check_backend(config: RelayConfig) -> None:
+    """The settings the chosen mail backend cannot do without."""
+    backend = config.mail_backend
+    required = {
+        "ses": ("sender_email", "recipient_emails", "aws_region"),
+        "smtp": ("sender_email", "recipient_emails", "smtp_host"),
+    }.get(backend, ())
+    for field in required:
+        if not getattr(config, field):
+            raise ConfigError(f"{field}: required when mail_backend is {backend}")
+
+
+def load_config(config_file: str | None, flags: dict[str, object]) -> RelayConfig:
+    """Load and check the settings; errors name the field and its environment variable."""
+    try:
+        config = load_settings(RelayConfig, config_file, ENVIRONMENT, flags)
+        check_backend(config)
+    except ConfigError as exc:
+        field = str(exc).split(":", 1)[0]
+        variable = next((var for var, name in ENVIRONMENT.items() if name == field), None)
+        if variable is None:
+            raise
+        raise ConfigError(f"{field} ({variable}){str(exc)[len(field) :]}") from None
+    return config

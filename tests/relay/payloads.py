@@ -1,0 +1,48 @@
+"""Alertmanager webhook payloads (version 4), as Alertmanager 0.25 sends them."""
+
+from __future__ import annotations
+
+import hashlib
+
+STARTS_AT = "2024-05-01T10:00:00.000Z"
+
+
+def alert(
+    name: str = "ContainerDown",
+    container: str = "webapp",
+    severity: str = "critical",
+    status: str = "firing",
+    starts_at: str = STARTS_AT,
+    **annotations: str,
+) -> dict[str, object]:
+    labels = {"alertname": name, "severity": severity, "name": container, "job": "exporter"}
+    fingerprint = hashlib.sha1(f"{name}/{container}".encode()).hexdigest()[:16]
+    return {
+        "status": status,
+        "labels": labels,
+        "annotations": {
+            "summary": f"{name} on {container}",
+            "description": f"{container}: {name} (value 1)",
+            **annotations,
+        },
+        "startsAt": starts_at,
+        "endsAt": "2024-05-01T11:00:00.000Z" if status == "resolved" else "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prometheus-1:9090/graph?g0.expr=container_up+%3D%3D+0&g0.tab=1",
+        "fingerprint": fingerprint,
+    }
+
+
+def notification(*alerts: dict[str, object]) -> dict[str, object]:
+    firing = any(item["status"] == "firing" for item in alerts)
+    return {
+        "receiver": "relay",
+        "status": "firing" if firing else "resolved",
+        "alerts": list(alerts),
+        "groupLabels": {"alertname": alerts[0]["labels"]["alertname"]},  # type: ignore[index]
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "version": "4",
+        "groupKey": '{}:{alertname="ContainerDown"}',
+        "truncatedAlerts": 0,
+    }

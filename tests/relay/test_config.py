@@ -1,0 +1,55 @@
+"""Settings: the example file loads; a bad value stops the relay with one line naming it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dockpulse_relay.config import load_config
+from tests.relay.conftest import RELAY
+
+EXAMPLE = Path(__file__).parents[2] / "alert-relay" / "relay.yml"
+
+
+def test_the_example_config_loads_and_the_environment_wins(monkeypatch) -> None:
+    monkeypatch.setenv("BUFFER_TIMEOUT", "500ms")
+    monkeypatch.setenv("RECIPIENT_EMAILS", "a@example.com, b@example.com")
+    config = load_config(str(EXAMPLE), {"listen_address": None})
+    assert config.mail_backend == "outbox"
+    assert config.alert_cooldown == 300
+    assert config.buffer_timeout == 0.5
+    assert config.recipient_emails == ["a@example.com", "b@example.com"]
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "named"),
+    [
+        ({"BUFFER_TIMEOUT": "soon"}, [], "buffer_timeout (BUFFER_TIMEOUT)"),
+        ({"CHECK_INTERVAL": "-1"}, [], "check_interval (CHECK_INTERVAL)"),
+        ({"SEND_RESOLVED": "perhaps"}, [], "send_resolved (SEND_RESOLVED)"),
+        ({"MAIL_BACKEND": "pigeon"}, [], "mail_backend (MAIL_BACKEND)"),
+        ({"MAIL_BACKEND": "ses", "AWS_REGION": "eu-west-1"}, [], "sender_email (SENDER_EMAIL)"),
+        ({"MAIL_BACKEND": "smtp", "SENDER_EMAIL": "a@b.example", "RECIPIENT_EMAILS": "c@d.example"},
+         [], "smtp_host (SMTP_HOST)"),
+        ({}, ["--web.listen-address=localhost"], "listen_address"),
+        ({}, ["--config.file={tmp}/relay.yml"], "buffer_timeout_seconds"),
+    ],
+)  # fmt: skip
+def test_a_bad_setting_is_one_line_and_exit_2(tmp_path, env, args, named) -> None:
+    (tmp_path / "relay.yml").write_text("buffer_timeout_seconds: 5\n")
+    result = subprocess.run(
+        [str(RELAY), *(arg.format(tmp=tmp_path) for arg in args)],
+        env={**os.environ, "RELAY_STORE": str(tmp_path / "relay.db"), **env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("dockpulse-relay: config error: ")
+    assert named in lines[0]
