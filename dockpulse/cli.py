@@ -7,6 +7,7 @@ import sys
 
 from dockpulse.engine import EngineError, find_or_start_engine
 from dockpulse.images import busybox_image, python_base_image
+from dockpulse.stack_cli import STACK_COMMANDS, add_stack_commands, run_stack_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,7 +15,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("engine", help="find or start a Docker engine; print its DOCKER_HOST")
     commands.add_parser("images", help="build the local base images (busybox, Debian Python)")
+    add_stack_commands(commands)
     args = parser.parse_args(argv)
+    if args.command in STACK_COMMANDS:
+        return run_stack_command(args)
     try:
         engine = find_or_start_engine()
     except EngineError as exc:

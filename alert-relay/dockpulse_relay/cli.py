@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
-from types import FrameType
 
+from dockpulse.service import service_parser, setup_logging, stop_on_signals
 from dockpulse.settings import ConfigError, exit_with_config_error, split_listen_address
 from dockpulse_relay.alert_log import AlertLog
 from dockpulse_relay.backends import make_backend
-from dockpulse_relay.config import RelayConfig, load_config
+from dockpulse_relay.config import DEFAULT_LISTEN_ADDRESS, RelayConfig, load_config
 from dockpulse_relay.dispatch import Dispatcher
 from dockpulse_relay.http import Webhook, make_server
 from dockpulse_relay.metrics import RelayMetrics
@@ -24,16 +23,11 @@ log = logging.getLogger("dockpulse_relay")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=PROGRAM,
-        description="Durable Alertmanager webhook receiver that mails alerts (SES, SMTP, outbox).",
-    )
-    parser.add_argument("--config.file", dest="config_file", help="YAML configuration file")
-    parser.add_argument(
-        "--web.listen-address", dest="listen_address", help="HOST:PORT (default 127.0.0.1:9095)"
-    )
-    parser.add_argument("--log.level", dest="log_level", default="info")
-    return parser.parse_args(argv)
+    return service_parser(
+        PROGRAM,
+        "Durable Alertmanager webhook receiver that mails alerts (SES, SMTP, outbox).",
+        DEFAULT_LISTEN_ADDRESS,
+    ).parse_args(argv)
 
 
 class Relay:
@@ -70,9 +64,7 @@ class Relay:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(args.log_level)
     try:
         config = load_config(args.config_file, {"listen_address": args.listen_address})
         relay = Relay(config)
@@ -86,11 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as exc:  # keep running: webhooks get 503 and Alertmanager retries
         log.error("%s; webhooks answer 503 until it can be written", exc)
 
-    def shut_down(signum: int, frame: FrameType | None) -> None:
-        threading.Thread(target=relay.stop, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, shut_down)
-    signal.signal(signal.SIGINT, shut_down)
+    stop_on_signals(relay.stop)
     log.info(
         "listening on %s:%d, store %s, mail backend %s",
         relay.host,

@@ -5,18 +5,17 @@ from __future__ import annotations
 import argparse
 import logging
 import resource
-import signal
 import sys
 import threading
-from types import FrameType
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
+from dockpulse.service import service_parser, setup_logging, stop_on_signals
 from dockpulse.settings import ConfigError, exit_with_config_error, split_listen_address
 from dockpulse_exporter.cgroups import CgroupReader, read_machine
 from dockpulse_exporter.collector import ContainerCollector, ExporterCollector
-from dockpulse_exporter.config import ExporterConfig, load_config
+from dockpulse_exporter.config import DEFAULT_LISTEN_ADDRESS, ExporterConfig, load_config
 from dockpulse_exporter.docker_watch import DockerWatcher
 from dockpulse_exporter.exposition import Exposition
 from dockpulse_exporter.http import make_server
@@ -27,19 +26,15 @@ log = logging.getLogger("dockpulse_exporter")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="dockpulse-exporter",
-        description="Prometheus exporter for Docker containers (cAdvisor-compatible metrics).",
-    )
-    parser.add_argument("--config.file", dest="config_file", help="YAML configuration file")
-    parser.add_argument(
-        "--web.listen-address", dest="listen_address", help="HOST:PORT to serve /metrics on"
+    parser = service_parser(
+        "dockpulse-exporter",
+        "Prometheus exporter for Docker containers (cAdvisor-compatible metrics).",
+        DEFAULT_LISTEN_ADDRESS,
     )
     parser.add_argument("--docker.host", dest="docker_host", help="Docker engine URL")
     parser.add_argument(
         "--refresh.interval", dest="refresh_interval", help="background refresh interval (5s)"
     )
-    parser.add_argument("--log.level", dest="log_level", default="info")
     return parser.parse_args(argv)
 
 
@@ -105,9 +100,7 @@ def raise_open_file_limit() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     raise_open_file_limit()
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(args.log_level)
     flags = {
         "listen_address": args.listen_address,
         "docker_host": args.docker_host,
@@ -122,11 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dockpulse-exporter: cannot start: {exc}", file=sys.stderr)
         return 1
 
-    def shut_down(signum: int, frame: FrameType | None) -> None:
-        threading.Thread(target=exporter.stop, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, shut_down)
-    signal.signal(signal.SIGINT, shut_down)
+    stop_on_signals(exporter.stop)
     exporter.start()
     log.info("listening on %s:%d, Docker at %s", exporter.host, exporter.port, config.docker_host)
     exporter.serve_forever()

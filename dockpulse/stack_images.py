@@ -1,0 +1,159 @@
+"""The images the host-network stack runs (`dockpulse/*:local`), built here without a registry.
+
+Debian packages give Prometheus, Alertmanager and PostgreSQL (mmdebstrap rootfs + a tiny
+Dockerfile from `local-images/`); the project's own images are built from their Dockerfiles on
+the Debian Python base. Debian rootfs images are reused by tag; Dockerfile builds always run,
+so a code change is picked up, and Docker's layer cache makes an unchanged rebuild quick.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from dockpulse.engine import Engine
+from dockpulse.images import debian_image, python_base_image
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LOCAL_CA_DIR = Path("/usr/local/share/ca-certificates")
+LOCAL_CA_BASE_TAG = "dockpulse/python-base-localca:bookworm"
+LOCAL_CA_DOCKERFILE = """\
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+COPY *.crt /usr/local/share/ca-certificates/
+RUN update-ca-certificates >/dev/null
+ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+"""
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    """One image of the stack: a Dockerfile built on a base image."""
+
+    tag: str
+    dockerfile: str  # relative to the repository root, which is the build context
+    debian_base: tuple[str, tuple[str, ...]] | None = None  # (tag, packages); None: Python base
+
+
+PROMETHEUS = LocalImage(
+    "dockpulse/prometheus:local",
+    "local-images/prometheus.Dockerfile",
+    ("dockpulse/prometheus-debian:bookworm", ("prometheus", "prometheus-alertmanager", "wget")),
+)
+POSTGRES = LocalImage(
+    "dockpulse/postgres:local",
+    "local-images/postgres.Dockerfile",
+    ("dockpulse/postgresql-debian:bookworm", ("postgresql-15",)),
+)
+EXPORTER = LocalImage("dockpulse/exporter:local", "exporter/Dockerfile")
+WEBAPP = LocalImage("dockpulse/webapp:local", "webapp/Dockerfile")
+RELAY = LocalImage("dockpulse/alert-relay:local", "alert-relay/Dockerfile")
+LOADTEST = LocalImage("dockpulse/loadtest:local", "loadtest/Dockerfile")
+
+STACK_IMAGES = (PROMETHEUS, POSTGRES, EXPORTER, WEBAPP, RELAY, LOADTEST)
+
+
+@contextmanager
+def progress(label: str, every: float = 10.0) -> Iterator[None]:
+    """Print `label`, a heartbeat every `every` seconds while the step runs, then its time."""
+    print(f"dockpulse: {label} ...", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    done = threading.Event()
+
+    def heartbeat() -> None:
+        while not done.wait(every):
+            elapsed = time.monotonic() - started
+            print(f"dockpulse:   ... {label}: {elapsed:.0f}s", file=sys.stderr, flush=True)
+
+    threading.Thread(target=heartbeat, daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
+    print(f"dockpulse: {label}: done in {time.monotonic() - started:.1f}s", file=sys.stderr)
+
+
+def docker_build(engine: Engine, tag: str, dockerfile: str, base_image: str) -> str:
+    """`docker build` from the repository root with `--build-arg BASE_IMAGE`; returns `tag`."""
+    return run_docker_build(engine, tag, REPO_ROOT / dockerfile, base_image, REPO_ROOT)
+
+
+def run_docker_build(
+    engine: Engine, tag: str, dockerfile: Path, base_image: str, context: Path | str
+) -> str:
+    """The classic builder (no BuildKit here), on the host network, quiet unless it fails."""
+    result = subprocess.run(
+        [
+            "docker",
+            "build",
+            "--network=host",
+            "--quiet",
+            "--force-rm",
+            f"--build-arg=BASE_IMAGE={base_image}",
+            f"--file={dockerfile}",
+            f"--tag={tag}",
+            str(context),
+        ],
+        env={**engine.env(), "DOCKER_BUILDKIT": "0"},
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
+        raise RuntimeError(f"building {tag} from {dockerfile} failed:\n{tail}")
+    return tag
+
+
+def python_build_base(engine: Engine) -> str:
+    """The Debian Python base, plus the host's own CAs when it has any (a TLS-intercepting
+    proxy in front of PyPI): then `pip install` inside `docker build` trusts what the host does."""
+    base = python_base_image(engine)
+    certificates = sorted(LOCAL_CA_DIR.glob("*.crt"))
+    if not certificates:
+        return base
+    with tempfile.TemporaryDirectory() as context:
+        for certificate in certificates:
+            shutil.copy(certificate, context)
+        (Path(context) / "Dockerfile").write_text(LOCAL_CA_DOCKERFILE)
+        run_docker_build(engine, LOCAL_CA_BASE_TAG, Path(context) / "Dockerfile", base, context)
+    return LOCAL_CA_BASE_TAG
+
+
+def build_local_image(engine: Engine, image: LocalImage) -> str:
+    """Build one stack image (and its Debian base when missing); returns its tag."""
+    if image.debian_base is None:
+        base = python_build_base(engine)
+    else:
+        base = debian_image(engine, *image.debian_base)
+    return docker_build(engine, image.tag, image.dockerfile, base)
+
+
+def build_stack_images(engine: Engine, images: tuple[LocalImage, ...] = STACK_IMAGES) -> None:
+    """Build every image the host-network stack needs, with progress on stderr.
+
+    Two lines of work side by side: the Debian service images (mmdebstrap, mostly downloads and
+    dpkg) and the project's images (pip, on the Python base), which saves minutes when cold.
+    """
+    numbered = {image: number for number, image in enumerate(images, start=1)}
+
+    def build_in_turn(chain: list[LocalImage]) -> None:
+        for image in chain:
+            with progress(f"[{numbered[image]}/{len(images)}] image {image.tag}"):
+                build_local_image(engine, image)
+
+    chains = [
+        [image for image in images if image.debian_base is not None],
+        [image for image in images if image.debian_base is None],
+    ]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for done in [pool.submit(build_in_turn, chain) for chain in chains if chain]:
+            done.result()

@@ -1,0 +1,9 @@
+# Prometheus and Alertmanager from Debian bookworm's packages (2.42 / 0.25, the versions the
+# users' docker-compose.yaml pins), for machines that cannot pull prom/prometheus.
+# BASE_IMAGE is the mmdebstrap rootfs with `prometheus`, `prometheus-alertmanager` and `wget`.
+ARG BASE_IMAGE=dockpulse/prometheus-debian:bookworm
+FROM ${BASE_IMAGE}
+RUN mkdir -p /prometheus /alertmanager \
+    && chown nobody:nogroup /prometheus /alertmanager
+USER nobody
+WORKDIR /prometheus

@@ -1,0 +1,103 @@
+"""The stack under Docker Compose on the test engine: host network, locally built images.
+
+Runs the users' docker-compose.yaml with docker-compose.hostnet.yaml, as `make demo` does, under
+a project name of its own, with the outbox in a temporary folder; `down -v` at the end.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dockpulse.engine import Engine
+from dockpulse.stack import Stack, prepare_outbox, write_env_file
+from dockpulse.stack_images import (
+    EXPORTER,
+    POSTGRES,
+    PROMETHEUS,
+    RELAY,
+    REPO_ROOT,
+    WEBAPP,
+    build_stack_images,
+)
+
+# The host-network stack listens on fixed ports (its config files name them).
+STACK_PORTS = {
+    5432: "postgres",
+    8000: "webapp",
+    9487: "exporter",
+    9090: "prometheus",
+    9093: "alertmanager",
+    9095: "alert-relay",
+}
+IMAGES = (PROMETHEUS, POSTGRES, EXPORTER, WEBAPP, RELAY)
+
+
+def fast_override(folder: Path) -> Path:
+    """A Compose override for quick tests: health checked every second (5 s as shipped), and
+    Prometheus on a copy of prometheus/ whose scrape intervals are 1 s (5-15 s as shipped)."""
+    prometheus = folder / "prometheus"
+    shutil.copytree(REPO_ROOT / "prometheus", prometheus)
+    config = yaml.safe_load((prometheus / "prometheus.yml").read_text())
+    config["global"].update(scrape_interval="1s", scrape_timeout="1s")
+    for job in config["scrape_configs"]:
+        job.update(scrape_interval="1s", scrape_timeout="1s")
+    (prometheus / "prometheus.yml").write_text(yaml.safe_dump(config))
+    services: dict[str, dict[str, object]] = {
+        service: {"healthcheck": {"interval": "1s"}} for service in STACK_PORTS.values()
+    }
+    services["prometheus"]["volumes"] = [f"{prometheus}:/etc/prometheus:ro"]
+    override = folder / "fast.yaml"
+    override.write_text(yaml.safe_dump({"services": services}))
+    return override
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="session")
+def stack_images(engine: Engine) -> None:
+    """Every image of the stack but the load generator's (Debian bases are cached by tag)."""
+    missing = [image.dockerfile for image in IMAGES if not (REPO_ROOT / image.dockerfile).exists()]
+    if missing:
+        pytest.fail(f"missing Dockerfiles: {', '.join(missing)}")
+    build_stack_images(engine, IMAGES)
+
+
+@pytest.fixture(scope="module")
+def stack(
+    engine: Engine, stack_images: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    busy = [f"{port} ({name})" for port, name in STACK_PORTS.items() if port_in_use(port)]
+    if busy:
+        pytest.fail(f"ports in use on 127.0.0.1: {', '.join(busy)}; is `make demo` running?")
+    folder = tmp_path_factory.mktemp("stack")
+    outbox = folder / "outbox"
+    prepare_outbox(engine, outbox)
+    env_file = folder / "compose.env"
+    write_env_file(env_file, engine, outbox)
+    fast = fast_override(folder)
+    project = f"stack-test-{uuid.uuid4().hex[:8]}"
+    stack = Stack(engine.host, env_file, project=project, extra_files=(fast,))
+    try:
+        stack.run("up", "--detach", "--wait", "--wait-timeout", "120", capture=True)
+        yield stack
+    finally:
+        stack.run(
+            "down", "--volumes", "--remove-orphans", "--timeout", "5", check=False, capture=True
+        )
+
+
+def outbox_of(stack: Stack) -> Path:
+    for line in stack.env_file.read_text().splitlines():
+        if line.startswith("OUTBOX_PATH="):
+            return Path(line.partition("=")[2])
+    raise AssertionError("no OUTBOX_PATH in the stack's env file")
