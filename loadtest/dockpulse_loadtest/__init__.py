@@ -1,0 +1,1 @@
+"""The load generator's own Prometheus metrics, for dashboards to mark stress windows."""

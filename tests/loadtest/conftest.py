@@ -1,0 +1,88 @@
+"""Fixtures for the load tests: the real webapp on a real PostgreSQL, and Locust runs.
+
+Locust is only ever run as a subprocess: importing it here would monkey-patch (gevent) the
+whole test session.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from dockpulse.postgres import PostgresServer
+from tests.helpers import Samples, free_port, scrape, wait_until
+from tests.webapp.process import webapp_process
+
+LOCUSTFILE = Path(__file__).resolve().parents[2] / "loadtest" / "locustfile.py"
+LOCUST = Path(sys.executable).parent / "locust"
+
+
+@pytest.fixture(scope="session")
+def loadtest_webapp() -> Iterator[str]:
+    """The app with its default caps but two stress slots, so runs stay light on the host."""
+    with (
+        PostgresServer() as postgres,
+        webapp_process(postgres.url(), workers="2", threads="8", max_concurrent_stress="2") as url,
+    ):
+        yield url
+
+
+@dataclass
+class LocustRun:
+    """One headless Locust run: its process, CSV prefix and metrics URL."""
+
+    profile: str
+    process: subprocess.Popen[str]
+    csv_prefix: Path
+    metrics_url: str
+    samples: Samples = field(default_factory=list)  # a scrape taken while it ran
+    output: str = ""  # what Locust printed
+
+    def stats(self) -> dict[str, dict[str, str]]:
+        """Rows of `<prefix>_stats.csv` by request name ("Aggregated" for the total)."""
+        with open(f"{self.csv_prefix}_stats.csv", newline="") as handle:
+            return {row["Name"]: row for row in csv.DictReader(handle)}
+
+
+def start_locust(
+    profile: str, host: str, out_dir: Path, run_time: str = "8s", **env: str
+) -> LocustRun:
+    port = free_port()
+    prefix = out_dir / profile
+    process = subprocess.Popen(
+        [
+            str(LOCUST),
+            *("-f", str(LOCUSTFILE), "--headless", "--only-summary"),
+            *("--run-time", run_time, "--stop-timeout", "15", "--host", host),
+            *("--csv", str(prefix)),
+        ],
+        env={
+            **os.environ,
+            "STRESS_LEVEL": profile,
+            "LOADTEST_METRICS_PORT": str(port),
+            **env,
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return LocustRun(profile, process, prefix, f"http://127.0.0.1:{port}/metrics")
+
+
+def scrape_while_running(run: LocustRun) -> None:
+    """Keep a scrape taken while users are running and some requests have been answered."""
+
+    def running() -> Samples | None:
+        samples = scrape(run.metrics_url)
+        users = sum(v for name, _, v in samples if name == "dockpulse_loadtest_users")
+        answered = sum(v for name, _, v in samples if name == "dockpulse_loadtest_requests_total")
+        return samples if users > 0 and answered > 0 else None
+
+    run.samples = wait_until(running, timeout=15)

@@ -1,0 +1,1 @@
+"""The app's blueprints: `status` (/, /health, /metrics) and `stress` (/stress/*)."""
