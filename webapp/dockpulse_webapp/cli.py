@@ -7,7 +7,6 @@ master makes a run directory for the shared stress slots and the multiprocess me
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import shutil
 import socket
@@ -18,25 +17,22 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from dockpulse.service import service_parser, setup_logging
 from dockpulse.settings import ConfigError, exit_with_config_error, split_listen_address
-from dockpulse_webapp.config import WebappConfig, load_config
+from dockpulse_webapp.config import DEFAULT_LISTEN_ADDRESS, WebappConfig, load_config
 
 PROGRAM = "dockpulse-webapp"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog=PROGRAM,
-        description="The dockpulse demo app (Flask + PostgreSQL) under gunicorn. "
+    parser = service_parser(
+        PROGRAM,
+        "The dockpulse demo app (Flask + PostgreSQL) under gunicorn. "
         "The database comes from DATABASE_URL.",
-    )
-    parser.add_argument("--config.file", dest="config_file", help="YAML configuration file")
-    parser.add_argument(
-        "--web.listen-address", dest="listen_address", help="HOST:PORT to serve on (:8000)"
+        DEFAULT_LISTEN_ADDRESS,
     )
     parser.add_argument("--workers", help="gunicorn worker processes (2)")
     parser.add_argument("--threads", help="threads per worker (8)")
-    parser.add_argument("--log.level", dest="log_level", default="info")
     return parser.parse_args(argv)
 
 
@@ -97,9 +93,7 @@ def _check_can_listen(address: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(args.log_level)
     flags = {
         "listen_address": args.listen_address,
         "workers": args.workers,
