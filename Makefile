@@ -6,7 +6,7 @@ PROFILE ?= normal
 TARGET ?= http://127.0.0.1:8000
 DURATION ?= 60s
 
-.PHONY: install test lint bench-exporter bench-relay images demo down stress stress-local webapp-image
+.PHONY: install test lint bench-exporter bench-relay images demo down stress stress-local webapp-image bench-time-to-detect
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -52,3 +52,6 @@ stress-local: install
 webapp-image: install
 	$(VENV)/bin/dockpulse images
 	$(PY) -c 'from dockpulse.engine import find_or_start_engine; from dockpulse.stack_images import WEBAPP, build_local_image; print(build_local_image(find_or_start_engine(), WEBAPP))'
+
+bench-time-to-detect: install
+	$(PY) bench/time_to_detect.py

@@ -4,18 +4,16 @@ data, Alertmanager routes it to the relay with the bearer token, and a mail land
 
 from __future__ import annotations
 
-import email
 import time
 import uuid
 from contextlib import closing
-from email.message import Message
-from pathlib import Path
 
 import pytest
-import requests
 
 from dockpulse.engine import Engine
+from dockpulse.local_stack import query
 from tests.helpers import wait_until
+from tests.stack_support import wait_for_mail
 
 pytestmark = pytest.mark.docker
 
@@ -28,35 +26,9 @@ RECORDED = [
 ]
 
 
-def query(prometheus_url: str, promql: str) -> list[dict]:
-    answer = requests.get(f"{prometheus_url}/api/v1/query", params={"query": promql}, timeout=5)
-    answer.raise_for_status()
-    return answer.json()["data"]["result"]
-
-
-def mail_text(message: Message) -> str:
-    """Subject and every text part of a mail, decoded."""
-    parts = [str(message["Subject"])]
-    for part in message.walk():
-        if part.get_content_maintype() == "text":
-            payload = part.get_payload(decode=True)
-            parts.append(payload.decode(part.get_content_charset() or "utf-8", "replace"))
-    return "\n".join(parts)
-
-
-def mails_about(outbox: Path, words: list[str]) -> list[str]:
-    if not outbox.is_dir():
-        return []
-    texts = [
-        mail_text(email.message_from_bytes(path.read_bytes())) for path in outbox.glob("*.eml")
-    ]
-    return [text for text in texts if all(word in text for word in words)]
-
-
 def test_stopped_container_is_mailed_through_alertmanager(
     engine: Engine,
     busybox: str,
-    tmp_path: Path,
     start_relay,
     start_alertmanager,
     start_prometheus,
@@ -88,7 +60,7 @@ def test_stopped_container_is_mailed_through_alertmanager(
 
             container.kill()
             killed_at = time.monotonic()
-            mails = wait_until(lambda: mails_about(tmp_path / "outbox", [name]), timeout=45)
+            mail = wait_for_mail(relay.outbox, name)
             latency = time.monotonic() - killed_at
             alerts = query(prometheus.url, f'ALERTS{{alertname="ContainerDown",name="{name}"}}')
         finally:
@@ -99,7 +71,7 @@ def test_stopped_container_is_mailed_through_alertmanager(
     assert value["dockpulse:container_memory_threshold_percent"] == 50  # the default
     assert 0 <= value["dockpulse:container_cpu_percent"] < 5  # sleep uses no CPU
     assert 0 <= value["dockpulse:container_memory_percent"] < 5  # nor much of the host memory
-    assert "ContainerDown" in mails[0]
-    assert "critical" in mails[0].lower()
+    assert "ContainerDown" in mail.text
+    assert "critical" in mail.text.lower()
     assert alerts and alerts[0]["metric"]["severity"] == "critical"
     print(f"container killed -> mail in the outbox: {latency:.1f} s (1 s scrape and evaluation)")

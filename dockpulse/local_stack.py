@@ -1,0 +1,318 @@
+"""The monitoring stack as local processes on loopback, from copies of the repository's configs.
+
+For tests and benchmarks that need the real thing without Docker Compose: `dockpulse-exporter`,
+Prometheus, Alertmanager and `dockpulse-relay` each run as a process on a free 127.0.0.1 port,
+logging to `<work dir>/<name>/`. Every config is the repository's file with only ports and paths
+changed; callers may shorten timings in the copy (tests) or keep the shipped ones (benchmarks).
+
+    with LocalStack(work_dir) as stack:
+        relay = stack.relay()
+        alertmanager = stack.alertmanager(relay.url)
+        exporter = stack.exporter(exporter_config(probe_url=...))
+        stack.prometheus(prometheus_config(exporter.port, [alertmanager.port], "my-.*"))
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from dockpulse.settings import parse_duration
+from dockpulse.stack_images import REPO_ROOT
+
+PROMETHEUS_DIR = REPO_ROOT / "prometheus"
+ALERTMANAGER_CONFIG = REPO_ROOT / "alertmanager" / "alertmanager.yml"
+EXPORTER_CONFIG = REPO_ROOT / "exporter" / "exporter.yml"
+
+
+class LocalStackError(RuntimeError):
+    """A service of the local stack is missing, exited, or did not get ready."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def binary(*names: str) -> str:
+    """Path of the first of `names` on PATH (Debian calls Alertmanager prometheus-alertmanager)."""
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise LocalStackError(f"none of {names} is installed (apt-get install prometheus ...)")
+
+
+def seconds(duration: str | float) -> float:
+    """A Prometheus duration (`0s`, `30s`, `5m`) in seconds."""
+    try:
+        return parse_duration(duration)
+    except ValueError:
+        return 0.0
+
+
+@dataclass
+class Service:
+    """A server process on 127.0.0.1:port, with its own folder and log file."""
+
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    folder: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.folder / "service.log"
+
+    def wait_ready(self, path: str, timeout: float = 30.0) -> None:
+        """Until GET `path` answers 200; LocalStackError with the log's tail if it exits."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise LocalStackError(f"{self.name} exited:\n{self.log.read_text()[-3000:]}")
+            try:
+                if requests.get(self.url + path, timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise LocalStackError(f"{self.name} not ready at {self.url}{path} within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@dataclass
+class Relay(Service):
+    """`dockpulse-relay` with the outbox backend: every mail a .eml file in `outbox`."""
+
+    outbox: Path
+    alert_log: Path
+
+
+def query(prometheus_url: str, promql: str) -> list[dict[str, Any]]:
+    """The result vector of an instant query."""
+    answer = requests.get(f"{prometheus_url}/api/v1/query", params={"query": promql}, timeout=5)
+    answer.raise_for_status()
+    return answer.json()["data"]["result"]
+
+
+def alertmanager_config(relay_url: str, token_file: Path, **caps: str) -> dict[str, Any]:
+    """The repository's alertmanager.yml, posting to `relay_url` with the token in `token_file`.
+
+    `caps` (group_wait=, group_interval=) shorten every route's setting that is longer (tests:
+    warnings need not wait 30 s, a resolved notification not 15 s).
+    """
+    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    for receiver in config["receivers"]:
+        for webhook in receiver.get("webhook_configs", []):
+            webhook["url"] = f"{relay_url}/webhook"
+            webhook["http_config"]["authorization"]["credentials_file"] = str(token_file)
+    routes = [config["route"], *config["route"].get("routes", [])]
+    for setting, cap in caps.items():
+        for route in routes:
+            if setting in route and seconds(route[setting]) > seconds(cap):
+                route[setting] = cap
+    return config
+
+
+def copy_rules(folder: Path, alert_for: dict[str, str] | None = None) -> list[str]:
+    """The repository's rule files copied into `folder`, the `for` of the alerts named in
+    `alert_for` replaced (tests: ContainerHighCpu need not wait 2 minutes); their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for source in sorted((PROMETHEUS_DIR / "rules").glob("*.yml")):
+        rules = yaml.safe_load(source.read_text())
+        for group in rules["groups"]:
+            for rule in group["rules"]:
+                if rule.get("alert") in (alert_for or {}):
+                    rule["for"] = alert_for[rule["alert"]]  # type: ignore[index]
+        target = folder / source.name
+        target.write_text(yaml.safe_dump(rules, sort_keys=False))
+        paths.append(str(target))
+    return paths
+
+
+def prometheus_config(
+    exporter_port: int,
+    alertmanager_ports: list[int],
+    keep_containers: str,
+    rule_files: list[str] | None = None,
+    interval: str | None = None,
+) -> dict[str, Any]:
+    """The repository's prometheus.yml, cut to the exporter job, alerting `alertmanager_ports`.
+
+    Only the containers whose name matches the regex `keep_containers` are kept: a test engine
+    is shared, and other containers would raise alerts of their own. `interval` replaces every
+    scrape and evaluation interval (tests); None keeps the shipped ones. `rule_files` default
+    to the repository's rules.
+    """
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    config["rule_files"] = rule_files or [
+        str(PROMETHEUS_DIR / path) for path in config["rule_files"]
+    ]
+    targets = [f"127.0.0.1:{port}" for port in alertmanager_ports]
+    config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = targets
+    exporter = next(job for job in config["scrape_configs"] if job["job_name"] == "exporter")
+    exporter["static_configs"][0]["targets"] = [f"127.0.0.1:{exporter_port}"]
+    exporter["metric_relabel_configs"] = [
+        {"source_labels": ["name"], "regex": f"|{keep_containers}", "action": "keep"}
+    ]
+    if interval is not None:
+        config["global"].update(
+            scrape_interval=interval, scrape_timeout=interval, evaluation_interval=interval
+        )
+        exporter.update(scrape_interval=interval, scrape_timeout=interval)
+    config["scrape_configs"] = [exporter]
+    return config
+
+
+def exporter_config(probe_url: str | None = None, **settings: Any) -> dict[str, Any]:
+    """The repository's exporter.yml with its probes pointed at `probe_url` (None: no probes);
+    `settings` replace top-level keys, `probe` replaces keys of every probe."""
+    config = yaml.safe_load(EXPORTER_CONFIG.read_text())
+    probe = settings.pop("probe", {})
+    if probe_url is None:
+        config["probes"] = []
+    for each in config.get("probes", []):
+        each.update(url=probe_url, **probe)
+    config.update(settings)
+    return config
+
+
+class LocalStack:
+    """The services started in one work folder, sharing the relay's bearer token."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.work_dir = work_dir
+        self.services: list[Service] = []
+        self.token = secrets.token_urlsafe(24)
+        self.token_file = work_dir / "relay_token"
+        self.token_file.write_text(self.token + "\n")
+        self.token_file.chmod(0o600)
+
+    def __enter__(self) -> LocalStack:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def folder(self, name: str) -> Path:
+        folder = self.work_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def start(
+        self,
+        name: str,
+        args: list[str],
+        port: int,
+        ready_path: str,
+        env: dict[str, str] | None = None,
+    ) -> Service:
+        """Start a server process and wait until `ready_path` answers 200."""
+        folder = self.folder(name)
+        with (folder / "service.log").open("ab") as log:
+            process = subprocess.Popen(
+                args,
+                cwd=folder,
+                env={**os.environ, **(env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        service = Service(name, port, process, folder)
+        self.services.append(service)
+        service.wait_ready(ready_path)
+        return service
+
+    def relay(self, name: str = "relay", **env: str) -> Relay:
+        """The relay with the outbox backend; `env` adds settings (e.g. BUFFER_TIMEOUT)."""
+        folder, port = self.folder(name), free_port()
+        settings = {
+            "RELAY_AUTH_TOKEN": self.token,
+            "RELAY_STORE": str(folder / "relay.db"),
+            "MAIL_BACKEND": "outbox",
+            "OUTBOX_DIR": str(folder / "outbox"),
+            "ALERT_LOG": str(folder / "container_alerts.log"),
+            **env,
+        }
+        args = [
+            sys.executable,
+            "-m",
+            "dockpulse_relay.cli",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ]
+        service = self.start(name, args, port, "/healthz", settings)
+        return Relay(
+            name, port, service.process, folder, folder / "outbox", folder / "container_alerts.log"
+        )
+
+    def alertmanager(self, relay_url: str, name: str = "alertmanager", **caps: str) -> Service:
+        """The real Alertmanager (clustering off) from `alertmanager_config`."""
+        folder, port = self.folder(name), free_port()
+        config_file = folder / "alertmanager.yml"
+        config = alertmanager_config(relay_url, self.token_file, **caps)
+        config_file.write_text(yaml.safe_dump(config))
+        args = [
+            binary("prometheus-alertmanager", "alertmanager"),
+            f"--config.file={config_file}",
+            f"--storage.path={folder / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ]
+        return self.start(name, args, port, "/-/ready")
+
+    def prometheus(self, config: dict[str, Any], name: str = "prometheus") -> Service:
+        """The real Prometheus with `config` (see `prometheus_config`)."""
+        folder, port = self.folder(name), free_port()
+        config_file = folder / "prometheus.yml"
+        config_file.write_text(yaml.safe_dump(config))
+        args = [
+            binary("prometheus"),
+            f"--config.file={config_file}",
+            f"--storage.tsdb.path={folder / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ]
+        return self.start(name, args, port, "/-/ready")
+
+    def exporter(self, config: dict[str, Any], name: str = "exporter") -> Service:
+        """`dockpulse-exporter` with `config` against the engine at DOCKER_HOST."""
+        folder, port = self.folder(name), free_port()
+        config_file = folder / "exporter.yml"
+        config_file.write_text(yaml.safe_dump(config))
+        args = [
+            sys.executable,
+            "-m",
+            "dockpulse_exporter.cli",
+            f"--config.file={config_file}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ]
+        return self.start(name, args, port, "/metrics")
+
+    def stop(self) -> None:
+        """Stop every service, the last started first."""
+        for service in reversed(self.services):
+            service.stop()
+        self.services.clear()

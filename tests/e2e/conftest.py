@@ -1,0 +1,81 @@
+"""The whole stack on real components, for the end-to-end tests.
+
+The demo webapp runs as a real container from the local image (host network, free port) on a
+throwaway PostgreSQL; `dockpulse-exporter` watches it and probes its /health; the real
+Prometheus, Alertmanager and relay (outbox backend) run as local processes. Every config is the
+repository's file with ports and paths changed and, for the test only, shorter timings: 1 s
+scrapes and evaluations, ContainerHighCpu `for` 5 s (2 min shipped), ProbeFailed `for` 2 s
+(10 s), Alertmanager group waits and intervals of at most 1 s, the relay's test timings, and a
+CPU threshold of 10 % on the webapp (Docker label), so its 1-minute average crosses it sooner.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dockpulse.engine import Engine
+from dockpulse.local_stack import (
+    LocalStack,
+    Relay,
+    Service,
+    copy_rules,
+    exporter_config,
+    prometheus_config,
+    query,
+)
+from dockpulse.postgres import PostgresServer
+from dockpulse.webapp_container import WebappContainer, webapp_image
+from tests.helpers import wait_until
+from tests.stack_support import TEST_INTERVAL, TEST_RELAY_TIMINGS
+
+TEST_ALERT_FOR = {"ContainerHighCpu": "5s", "ProbeFailed": "2s"}
+TEST_CPU_THRESHOLD_PERCENT = 10
+TEST_PROBE = {"interval": "1s", "timeout": "1s"}
+
+
+@dataclass
+class MonitoredStack:
+    """The running stack and the app it watches."""
+
+    webapp: WebappContainer
+    database: PostgresServer
+    prometheus: Service
+    relay: Relay
+    work_dir: Path
+
+
+@pytest.fixture(scope="module")
+def stack(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MonitoredStack]:
+    work_dir = tmp_path_factory.mktemp("e2e")
+    prefix = f"e2e-test-{uuid.uuid4().hex[:8]}"
+    image = webapp_image(engine)
+    with ExitStack() as cleanup:
+        database = cleanup.enter_context(PostgresServer())
+        labels = {"dockpulse.cpu_threshold": str(TEST_CPU_THRESHOLD_PERCENT)}
+        webapp = WebappContainer(engine, f"{prefix}-webapp", database.url(), labels)
+        cleanup.callback(webapp.remove)
+        webapp.run(image)
+
+        local = cleanup.enter_context(LocalStack(work_dir))
+        relay = local.relay(**TEST_RELAY_TIMINGS)
+        alertmanager = local.alertmanager(relay.url, group_wait="1s", group_interval="1s")
+        probe_url = f"{webapp.url}/health"
+        exporter = local.exporter(
+            exporter_config(probe_url, refresh_interval="500ms", probe=TEST_PROBE)
+        )
+        rules = copy_rules(work_dir / "rules", TEST_ALERT_FOR)
+        config = prometheus_config(
+            exporter.port, [alertmanager.port], f"{prefix}-.*", rules, TEST_INTERVAL
+        )
+        prometheus = local.prometheus(config)
+        # Watched: running, probed healthy, and the probe tied to the container (compose label).
+        seen = f'dockpulse:probe_container_info{{name="{webapp.name}"}}'
+        wait_until(lambda: query(prometheus.url, seen), timeout=30)
+        wait_until(lambda: query(prometheus.url, "probe_success == 1"), timeout=30)
+        yield MonitoredStack(webapp, database, prometheus, relay, work_dir)

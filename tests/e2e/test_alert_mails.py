@@ -1,0 +1,79 @@
+"""End to end: a fault in the demo app's container becomes a mail in the relay's outbox.
+
+Real container, real exporter, Prometheus, Alertmanager and relay with short test timings
+(see conftest.py); a mail is a .eml file the relay's outbox backend wrote.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from dockpulse.local_stack import query
+from tests.e2e.conftest import TEST_CPU_THRESHOLD_PERCENT, MonitoredStack
+from tests.loadtest.conftest import start_locust
+from tests.stack_support import wait_for_mail
+
+pytestmark = pytest.mark.docker
+
+
+def test_killed_webapp_is_mailed_as_critical_and_its_recovery_as_resolved(
+    stack: MonitoredStack,
+) -> None:
+    name = stack.webapp.name
+    killed_at = time.time()
+    stack.webapp.kill()
+    down = wait_for_mail(stack.relay.outbox, "ContainerDown", name, since=killed_at)
+    stack.webapp.start()
+    resolved = wait_for_mail(stack.relay.outbox, "[RESOLVED]", name, since=down.arrived)
+
+    assert down.subject == f"[CRITICAL] 1 alert: ContainerDown ({name})"
+    assert f"Container {name} is down" in down.text
+    assert resolved.subject == f"[RESOLVED] [CRITICAL] 1 alert: ContainerDown ({name})"
+    # Its failing probe said nothing new while the container was down (inhibited).
+    assert not [mail for mail in [down, resolved] if "ProbeFailed" in mail.subject]
+
+
+def test_cpu_intensive_load_fires_high_cpu_and_mails_a_digest(
+    stack: MonitoredStack, tmp_path: Path
+) -> None:
+    name = stack.webapp.name
+    usage = query(stack.prometheus.url, f'dockpulse:container_cpu_percent{{name="{name}"}}')
+    idle = float(usage[0]["value"][1])
+    started = time.time()
+    locust = start_locust("cpu-intensive", stack.webapp.url, tmp_path, run_time="120s")
+    try:
+        # Seconds on a quiet host, a minute on a busy one: the 1-minute average must climb.
+        digest = wait_for_mail(
+            stack.relay.outbox, "ContainerHighCpu", name, since=started, timeout=100
+        )
+        alert = f'ALERTS{{alertname="ContainerHighCpu",name="{name}"}}'
+        firing = query(stack.prometheus.url, alert)
+    finally:
+        locust.process.terminate()
+        locust.process.wait(timeout=30)
+
+    assert idle < TEST_CPU_THRESHOLD_PERCENT, f"idle, the app already used {idle:.1f} % CPU"
+    assert digest.subject.startswith("[WARNING] "), digest.subject
+    assert f"Container {name} uses much CPU" in digest.text
+    assert f"(threshold {TEST_CPU_THRESHOLD_PERCENT} %)" in digest.text  # the label's threshold
+    assert firing and firing[0]["metric"]["severity"] == "warning"
+
+
+def test_stopped_database_fails_health_and_the_probe_alert_is_mailed(stack: MonitoredStack) -> None:
+    stopped_at = time.time()
+    stack.database.stop()
+    try:
+        health = requests.get(f"{stack.webapp.url}/health", timeout=10)
+        mail = wait_for_mail(stack.relay.outbox, "ProbeFailed", since=stopped_at)
+    finally:
+        stack.database.start()
+
+    assert health.status_code == 503
+    assert health.json()["database"] == "unreachable"
+    assert mail.subject == f"[CRITICAL] 1 alert: ProbeFailed ({stack.webapp.name})"
+    assert "Health probe webapp is failing" in mail.text
+    assert f"{stack.webapp.url}/health" in mail.text
