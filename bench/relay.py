@@ -31,15 +31,11 @@ from pathlib import Path
 
 import requests
 
+from dockpulse.net import free_port
+
 RELAY = Path(sys.executable).with_name("dockpulse-relay")
 TOKEN = "bench-token"
 FINGERPRINT_LINE = re.compile(r"^Fingerprint:\s+(\S+)", re.MULTILINE)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def notification(client: int, seq: int) -> bytes:

@@ -27,6 +27,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from dockpulse.engine import Engine, find_or_start_engine
+from dockpulse.net import free_port
 from dockpulse.postgres import PostgresServer
 from dockpulse.stack_images import WEBAPP, build_local_image
 
@@ -35,14 +36,6 @@ BIN = Path(sys.executable).parent
 PROFILES = ("normal", "cpu-intensive", "memory-intensive", "db-intensive", "spike", "extreme")
 MIB = 1024 * 1024
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(url: str, timeout: float = 30) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from typing import Any
 import requests
 import yaml
 
+from dockpulse.net import free_port
 from dockpulse.settings import parse_duration
 from dockpulse.stack_images import REPO_ROOT
 
@@ -38,12 +38,6 @@ EXPORTER_CONFIG = REPO_ROOT / "exporter" / "exporter.yml"
 
 class LocalStackError(RuntimeError):
     """A service of the local stack is missing, exited, or did not get ready."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def binary(*names: str) -> str:

@@ -13,13 +13,13 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from dockpulse.net import free_port
 from dockpulse.packages import ensure_debian_packages
 
 DEFAULT_BIN_DIR = Path("/usr/lib/postgresql/15/bin")
@@ -30,17 +30,11 @@ class PostgresError(RuntimeError):
     """The PostgreSQL server could not be set up or started."""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class PostgresServer:
     """One PostgreSQL server process on 127.0.0.1:`port`; `start()`/`stop()` may repeat."""
 
     def __init__(self, port: int | None = None, bin_dir: Path = DEFAULT_BIN_DIR) -> None:
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.bin_dir = bin_dir
         self.user = SERVER_USER if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
         self.process: subprocess.Popen[bytes] | None = None

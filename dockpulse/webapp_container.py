@@ -14,7 +14,8 @@ import docker
 import requests
 
 from dockpulse.engine import Engine
-from dockpulse.local_stack import LocalStackError, free_port
+from dockpulse.local_stack import LocalStackError
+from dockpulse.net import free_port
 from dockpulse.stack_images import WEBAPP, build_local_image
 
 # Compose would label the demo's webapp so; the shipped probe "webapp" then names this container.

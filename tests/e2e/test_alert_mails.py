@@ -14,6 +14,7 @@ import requests
 
 from dockpulse.local_stack import query
 from tests.e2e.conftest import TEST_CPU_THRESHOLD_PERCENT, MonitoredStack
+from tests.helpers import wait_until
 from tests.loadtest.conftest import start_locust
 from tests.stack_support import wait_for_mail
 
@@ -41,7 +42,11 @@ def test_cpu_intensive_load_fires_high_cpu_and_mails_a_digest(
     stack: MonitoredStack, tmp_path: Path
 ) -> None:
     name = stack.webapp.name
-    usage = query(stack.prometheus.url, f'dockpulse:container_cpu_percent{{name="{name}"}}')
+    # After the previous test's restart the 1-minute rate needs a few fresh samples first.
+    usage = wait_until(
+        lambda: query(stack.prometheus.url, f'dockpulse:container_cpu_percent{{name="{name}"}}'),
+        timeout=30,
+    )
     idle = float(usage[0]["value"][1])
     started = time.time()
     locust = start_locust("cpu-intensive", stack.webapp.url, tmp_path, run_time="120s")
