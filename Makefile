@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= normal
 TARGET ?= http://127.0.0.1:8000
-DURATION ?= 60s
+DURATION ?= 4m
 
 .PHONY: install test lint bench-exporter bench-relay images demo down stress stress-local webapp-image bench-time-to-detect
 
