@@ -14,7 +14,7 @@ import argparse
 import os
 import statistics
 import subprocess
-import sys
+import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +25,7 @@ import requests
 
 from dockpulse.engine import Engine, find_or_start_engine
 from dockpulse.images import busybox_image
+from dockpulse.local_stack import LocalStack
 from dockpulse_exporter.cgroups import CgroupReader
 from dockpulse_exporter.docker_watch import DockerWatcher
 from dockpulse_exporter.sampler import Sampler
@@ -110,21 +111,9 @@ def process_rss_bytes(pid: int) -> int:
 
 
 def measure_exporter_process(engine: Engine, duration: float, scrapes: int) -> dict[str, float]:
-    port = 19487
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dockpulse_exporter.cli",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--refresh.interval=5s",
-        ],
-        env=engine.env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/metrics"
-    try:
+    with tempfile.TemporaryDirectory() as work_dir, LocalStack(Path(work_dir)) as stack:
+        exporter = stack.exporter({"refresh_interval": "5s"}, docker_host=engine.host)
+        url, pid = f"{exporter.url}/metrics", exporter.process.pid
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -134,12 +123,12 @@ def measure_exporter_process(engine: Engine, duration: float, scrapes: int) -> d
                 pass
             time.sleep(0.2)
         time.sleep(6)  # past start-up and at least one steady refresh
-        cpu_before, wall_before = process_cpu_seconds(process.pid), time.monotonic()
+        cpu_before, wall_before = process_cpu_seconds(pid), time.monotonic()
         time.sleep(duration)
         cpu_percent = (
-            100 * (process_cpu_seconds(process.pid) - cpu_before) / (time.monotonic() - wall_before)
+            100 * (process_cpu_seconds(pid) - cpu_before) / (time.monotonic() - wall_before)
         )
-        rss = process_rss_bytes(process.pid)
+        rss = process_rss_bytes(pid)
         session = requests.Session()
         latencies, size = [], 0
         for _ in range(scrapes):
@@ -154,9 +143,6 @@ def measure_exporter_process(engine: Engine, duration: float, scrapes: int) -> d
             "scrape_p99_ms": 1000 * latencies[int(len(latencies) * 0.99) - 1],
             "exposition_kb": size / 1024,
         }
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def main() -> None:

@@ -19,35 +19,23 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from dockpulse.engine import Engine, find_or_start_engine
+from dockpulse.engine import find_or_start_engine
+from dockpulse.local_stack import LocalStack
 from dockpulse.net import free_port
 from dockpulse.postgres import PostgresServer
-from dockpulse.stack_images import WEBAPP, build_local_image
+from dockpulse.webapp_container import WebappContainer, webapp_image
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PROFILES = ("normal", "cpu-intensive", "memory-intensive", "db-intensive", "spike", "extreme")
 MIB = 1024 * 1024
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def wait_for(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=2).ok:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
 
 
 def container_sample(metrics_url: str, name: str) -> tuple[float, float]:
@@ -81,48 +69,6 @@ def postgres_cpu_seconds(server: PostgresServer) -> float:
             if pid == server.process.pid:
                 total += int(fields[13]) + int(fields[14])  # cutime + cstime
     return total / CLOCK_TICKS
-
-
-@contextmanager
-def webapp_container(engine: Engine, image: str, database_url: str) -> Iterator[tuple[str, str]]:
-    name = f"bench-webapp-{uuid.uuid4().hex[:8]}"
-    port = free_port()
-    subprocess.run(
-        [
-            *("docker", "run", "--detach", "--name", name, "--network", "host"),
-            *("--env", f"DATABASE_URL={database_url}", image),
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        env=engine.env(),
-        check=True,
-        capture_output=True,
-    )
-    try:
-        wait_for(f"http://127.0.0.1:{port}/health")
-        yield name, f"http://127.0.0.1:{port}"
-    finally:
-        subprocess.run(["docker", "rm", "--force", name], env=engine.env(), capture_output=True)
-
-
-@contextmanager
-def exporter(engine: Engine) -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            str(BIN / "dockpulse-exporter"),
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--refresh.interval=1s",
-            "--log.level=warning",
-        ],
-        env={**os.environ, "DOCKER_HOST": engine.host},
-    )
-    try:
-        url = f"http://127.0.0.1:{port}/metrics"
-        wait_for(url)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
 
 
 def measure(
@@ -185,14 +131,21 @@ def main() -> int:
     parser.add_argument("--profiles", nargs="+", choices=PROFILES, default=list(PROFILES))
     args = parser.parse_args()
     engine = find_or_start_engine()
-    image = build_local_image(engine, WEBAPP)
+    image = webapp_image(engine)
     rows = []
     with (
         tempfile.TemporaryDirectory() as out_dir,
         PostgresServer() as postgres,
-        webapp_container(engine, image, postgres.url()) as app,
-        exporter(engine) as metrics_url,
+        LocalStack(Path(out_dir)) as local,
+        ExitStack() as cleanup,
     ):
+        webapp = WebappContainer(
+            engine, f"bench-webapp-{uuid.uuid4().hex[:8]}", postgres.url(), compose_service=None
+        )
+        cleanup.callback(webapp.remove)
+        app = (webapp.run(image, timeout=30).name, webapp.url)
+        exporter = local.exporter({"refresh_interval": "1s"}, docker_host=engine.host)
+        metrics_url = f"{exporter.url}/metrics"
         wait_for_container = time.monotonic() + 30
         while True:
             try:

@@ -57,6 +57,17 @@ def seconds(duration: str | float) -> float:
         return 0.0
 
 
+def stop_process(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """Terminate `process` if it still runs; kill it if it has not exited within `timeout`."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @dataclass
 class Service:
     """A server process on 127.0.0.1:port, with its own folder and log file."""
@@ -89,13 +100,7 @@ class Service:
         raise LocalStackError(f"{self.name} not ready at {self.url}{path} within {timeout:.0f}s")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 @dataclass
@@ -291,9 +296,16 @@ class LocalStack:
         ]
         return self.start(name, args, port, "/-/ready")
 
-    def exporter(self, config: dict[str, Any], name: str = "exporter") -> Service:
-        """`dockpulse-exporter` with `config` against the engine at DOCKER_HOST."""
-        folder, port = self.folder(name), free_port()
+    def exporter(
+        self,
+        config: dict[str, Any],
+        name: str = "exporter",
+        port: int | None = None,
+        docker_host: str | None = None,
+    ) -> Service:
+        """`dockpulse-exporter` with `config` on `port` (default: a free one), against the engine
+        at `docker_host` (default: DOCKER_HOST)."""
+        folder, port = self.folder(name), port or free_port()
         config_file = folder / "exporter.yml"
         config_file.write_text(yaml.safe_dump(config))
         args = [
@@ -303,7 +315,8 @@ class LocalStack:
             f"--config.file={config_file}",
             f"--web.listen-address=127.0.0.1:{port}",
         ]
-        return self.start(name, args, port, "/metrics")
+        env = {"DOCKER_HOST": docker_host} if docker_host else None
+        return self.start(name, args, port, "/metrics", env)
 
     def stop(self) -> None:
         """Stop every service, the last started first."""

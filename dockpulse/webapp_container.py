@@ -35,6 +35,7 @@ class WebappContainer:
     labels: dict[str, str] = field(default_factory=dict)
     compose_service: str | None = "webapp"  # None: not claimed by the probe "webapp"
     port: int = field(default_factory=free_port)
+    health_interval: float | None = None  # seconds between Docker health checks; None: image's
 
     @property
     def url(self) -> str:
@@ -51,9 +52,17 @@ class WebappContainer:
                 network_mode="host",
                 environment={"DATABASE_URL": self.database_url},
                 labels={**self.compose_labels(), **self.labels},
+                healthcheck=self.healthcheck(),
             )
         self.wait_healthy(timeout)
         return self
+
+    def healthcheck(self) -> dict[str, int] | None:
+        """The image's health check, checked every `health_interval` (also its start period)."""
+        if self.health_interval is None:
+            return None
+        nanoseconds = int(self.health_interval * 1e9)
+        return {"interval": nanoseconds, "start_period": nanoseconds}
 
     def compose_labels(self) -> dict[str, str]:
         return {COMPOSE_SERVICE_LABEL: self.compose_service} if self.compose_service else {}

@@ -2,81 +2,55 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import closing, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import docker
 import pytest
-import yaml
 
 from dockpulse.engine import Engine
-from tests.helpers import Samples, free_port, scrape, wait_until
+from dockpulse.local_stack import LocalStack, Service
+from tests.helpers import Samples, scrape
 
 TEST_LABEL = "dockpulse.test"
 
 
 @dataclass
 class ExporterProcess:
-    """`dockpulse-exporter` running as a subprocess on a free port."""
+    """`dockpulse-exporter` running as a subprocess on a free port (a LocalStack service)."""
 
-    config: dict[str, Any]
-    workdir: Path
-    docker_host: str
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
+    service: Service
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/metrics"
+        return f"{self.service.url}/metrics"
 
-    def start(self) -> ExporterProcess:
-        config_file = self.workdir / "exporter.yml"
-        config_file.write_text(yaml.safe_dump(self.config))
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dockpulse_exporter.cli",
-                f"--config.file={config_file}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ],
-            env={**os.environ, "DOCKER_HOST": self.docker_host},
-            stdout=(self.workdir / "exporter.log").open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-        wait_until(lambda: scrape(self.url), timeout=15)
-        return self
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self.service.process
 
     def scrape(self) -> Samples:
         return scrape(self.url)
 
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
 
 @pytest.fixture
 def start_exporter(engine: Engine, tmp_path: Path) -> Iterator[Callable[..., ExporterProcess]]:
-    started: list[ExporterProcess] = []
+    """Start exporters with test timings and `config`; all are stopped at the end of the test."""
+    with LocalStack(tmp_path) as stack:
 
-    def start(docker_host: str | None = None, **config: Any) -> ExporterProcess:
-        settings = {"refresh_interval": "300ms", "resync_interval": "30s", **config}
-        exporter = ExporterProcess(settings, tmp_path, docker_host or engine.host).start()
-        started.append(exporter)
-        return exporter
+        def start(docker_host: str | None = None, **config: Any) -> ExporterProcess:
+            settings = {"refresh_interval": "300ms", "resync_interval": "30s", **config}
+            name = f"exporter-{len(stack.services)}"
+            return ExporterProcess(
+                stack.exporter(settings, name, docker_host=docker_host or engine.host)
+            )
 
-    yield start
-    for exporter in started:
-        exporter.stop()
+        yield start
 
 
 @pytest.fixture

@@ -9,15 +9,11 @@ scraping them all every second, with an always-firing rule so the alert panels h
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, closing, contextmanager, suppress
+from contextlib import ExitStack, closing, suppress
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import docker
@@ -26,10 +22,12 @@ import requests
 import yaml
 
 from dockpulse.engine import Engine
+from dockpulse.local_stack import LocalStack, stop_process
 from dockpulse.postgres import PostgresServer
 from tests.helpers import free_port, wait_until
+from tests.loadtest.conftest import LocustRun, start_locust
+from tests.webapp.process import webapp_process
 
-LOCUSTFILE = Path(__file__).resolve().parents[2] / "loadtest" / "locustfile.py"
 TEST_RULES = {
     "groups": [
         {
@@ -66,7 +64,6 @@ class Prometheus:
 @pytest.fixture(scope="session")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
     workdir = tmp_path_factory.mktemp("grafana-prometheus")
-    port = free_port()
     ports = {job: free_port() for job in ("exporter", "webapp", "loadtest")}
     (workdir / "rules.yml").write_text(yaml.safe_dump(TEST_RULES))
     config = {
@@ -77,24 +74,8 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
             for job, target in ports.items()
         ],
     }
-    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-    process = subprocess.Popen(
-        [
-            "prometheus",
-            f"--config.file={workdir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=(workdir / "prometheus.log").open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: requests.get(f"{url}/-/ready", timeout=2).ok, timeout=20)
-        yield Prometheus(url, ports)
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    with LocalStack(workdir) as local:
+        yield Prometheus(local.prometheus(config).url, ports)
 
 
 @dataclass
@@ -132,13 +113,8 @@ def live_stack(
             busybox, ["sh", "-c", "exit 3"], name=stopped, detach=True, network_mode="none"
         ).wait(timeout=20)
         database = stack.enter_context(PostgresServer())
-        webapp_env = {
-            "DATABASE_URL": database.url(),
-            "WEBAPP_LISTEN_ADDRESS": webapp_url.removeprefix("http://"),
-            "WEBAPP_WORKERS": "1",
-        }
-        webapp = stack.enter_context(
-            run(workdir, "webapp", ["-m", "dockpulse_webapp.cli"], webapp_env)
+        stack.enter_context(
+            webapp_process(database.url(), port=prometheus.ports["webapp"], workers="1")
         )
         exporter_config = {
             "refresh_interval": "1s",
@@ -146,25 +122,14 @@ def live_stack(
                 {"name": "webapp", "url": f"{webapp_url}/health", "interval": "1s", "timeout": "1s"}
             ],
         }
-        (workdir / "exporter.yml").write_text(yaml.safe_dump(exporter_config))
-        exporter_args = [
-            "-m",
-            "dockpulse_exporter.cli",
-            f"--config.file={workdir / 'exporter.yml'}",
-            f"--web.listen-address=127.0.0.1:{prometheus.ports['exporter']}",
-        ]
-        exporter = stack.enter_context(
-            run(workdir, "exporter", exporter_args, {"DOCKER_HOST": engine.host})
+        local = stack.enter_context(LocalStack(workdir))
+        local.exporter(exporter_config, port=prometheus.ports["exporter"], docker_host=engine.host)
+        locust = start_locust(
+            "normal", webapp_url, workdir, "5m", metrics_port=prometheus.ports["loadtest"]
         )
-        answers(webapp, f"{webapp_url}/health")
-        answers(exporter, f"http://127.0.0.1:{prometheus.ports['exporter']}/metrics")
-        locust_args = ["-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", webapp_url]
-        locust_env = {
-            "STRESS_LEVEL": "normal",
-            "LOADTEST_METRICS_PORT": str(prometheus.ports["loadtest"]),
-        }
-        locust = stack.enter_context(run(workdir, "locust", [*locust_args, "-t", "5m"], locust_env))
-        answers(locust, f"http://127.0.0.1:{prometheus.ports['loadtest']}/metrics")
+        stack.enter_context(locust.process)  # closes its output pipe once stopped
+        stack.callback(stop_process, locust.process, 15)
+        wait_until(lambda: answers(locust), timeout=30)
         yield LiveStack(
             prometheus, f"127.0.0.1:{prometheus.ports['exporter']}", burning, stopped, time.time()
         )
@@ -175,39 +140,9 @@ def remove_container(client: docker.DockerClient, name: str) -> None:
         client.containers.get(name).remove(force=True)
 
 
-@dataclass
-class Program:
-    process: subprocess.Popen[bytes]
-    log: Path
-
-
-@contextmanager
-def run(workdir: Path, name: str, args: list[str], env: dict[str, str]) -> Iterator[Program]:
-    """A Python program of the stack as a subprocess, logging to `workdir/<name>.log`."""
-    log = workdir / f"{name}.log"
-    process = subprocess.Popen(
-        [sys.executable, *args],
-        env={**os.environ, **env},
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield Program(process, log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def answers(program: Program, url: str, timeout: float = 30) -> None:
-    """Wait until `url` answers 200; fail at once, with its log, if the program exited."""
-
-    def ready() -> bool:
-        if program.process.poll() is not None:
-            pytest.fail(f"{program.log.name} exited:\n{program.log.read_text()[-2000:]}")
-        return requests.get(url, timeout=2).ok
-
-    wait_until(ready, timeout=timeout)
+def answers(locust: LocustRun) -> bool:
+    """Whether Locust's metrics answer; fail at once, with its output, if it exited."""
+    if locust.process.poll() is not None:
+        assert locust.process.stdout is not None
+        pytest.fail(f"locust exited:\n{locust.process.stdout.read()[-2000:]}")
+    return requests.get(locust.metrics_url, timeout=2).ok

@@ -52,9 +52,15 @@ class LocustRun:
 
 
 def start_locust(
-    profile: str, host: str, out_dir: Path, run_time: str = "8s", **env: str
+    profile: str,
+    host: str,
+    out_dir: Path,
+    run_time: str = "8s",
+    metrics_port: int | None = None,
+    **env: str,
 ) -> LocustRun:
-    port = free_port()
+    """Locust running `profile` against `host`, its metrics on `metrics_port` (default: free)."""
+    port = metrics_port or free_port()
     prefix = out_dir / profile
     process = subprocess.Popen(
         [

@@ -11,15 +11,17 @@ from pathlib import Path
 
 import requests
 
+from dockpulse.local_stack import stop_process
 from tests.helpers import free_port, wait_until
 
 BIN = Path(sys.executable).parent
 
 
 @contextmanager
-def webapp_process(database_url: str, **settings: str) -> Iterator[str]:
-    """The app on a free port with `settings` as WEBAPP_* variables; yields its base URL."""
-    port = free_port()
+def webapp_process(database_url: str, port: int | None = None, **settings: str) -> Iterator[str]:
+    """The app on `port` (default: a free one) with `settings` as WEBAPP_* variables; yields its
+    base URL."""
+    port = port or free_port()
     env = {**os.environ, "DATABASE_URL": database_url}
     env.update({f"WEBAPP_{key.upper()}": value for key, value in settings.items()})
     command = [str(BIN / "dockpulse-webapp"), f"--web.listen-address=127.0.0.1:{port}"]
@@ -29,9 +31,4 @@ def webapp_process(database_url: str, **settings: str) -> Iterator[str]:
         wait_until(lambda: requests.get(f"{url}/", timeout=2).ok, timeout=20)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=15)

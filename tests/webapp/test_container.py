@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 import time
@@ -14,66 +13,37 @@ import pytest
 import requests
 
 from dockpulse.engine import Engine
+from dockpulse.local_stack import LocalStack
 from dockpulse.postgres import PostgresServer
-from dockpulse.stack_images import WEBAPP, build_local_image
-from tests.helpers import free_port, scrape, value, wait_until
-from tests.webapp.process import BIN
+from dockpulse.webapp_container import WebappContainer, webapp_image
+from tests.helpers import scrape, value, wait_until
 
 pytestmark = pytest.mark.docker
 MIB = 1024 * 1024
 
 
-@pytest.fixture(scope="session")
-def webapp_image(engine: Engine) -> str:
-    """dockpulse/webapp:local on the Debian Python base; rebuilt from the layer cache each
-    session, so a code change is always in the image under test."""
-    return build_local_image(engine, WEBAPP)
-
-
 @pytest.fixture(scope="module")
-def container(engine: Engine, webapp_image: str, postgres: PostgresServer) -> Iterator[dict]:
+def container(engine: Engine, postgres: PostgresServer) -> Iterator[WebappContainer]:
+    """The app's container (image rebuilt from the layer cache, so a code change is in it),
+    health-checked every second."""
     name = f"webapp-test-{uuid.uuid4().hex[:8]}"
-    port = free_port()
-    subprocess.run(
-        [
-            *("docker", "run", "--detach", "--name", name, "--network", "host"),
-            *("--health-interval=1s", "--health-start-period=1s"),
-            *("--env", f"DATABASE_URL={postgres.url()}"),
-            webapp_image,
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        env=engine.env(),
-        check=True,
-        capture_output=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    webapp = WebappContainer(engine, name, postgres.url(), compose_service=None, health_interval=1)
     try:
-        wait_until(lambda: requests.get(f"{url}/health", timeout=2).ok, timeout=30)
-        yield {"name": name, "url": url}
+        yield webapp.run(webapp_image(engine), timeout=30)
     finally:
-        subprocess.run(["docker", "rm", "--force", name], env=engine.env(), capture_output=True)
+        webapp.remove()
 
 
 @pytest.fixture(scope="module")
-def exporter(engine: Engine, container: dict) -> Iterator[str]:
+def exporter(
+    engine: Engine, container: WebappContainer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """The real dockpulse-exporter, refreshing twice a second; yields its /metrics URL."""
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            str(BIN / "dockpulse-exporter"),
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--refresh.interval=0.5s",
-            "--log.level=warning",
-        ],
-        env={**os.environ, "DOCKER_HOST": engine.host},
-    )
-    url = f"http://127.0.0.1:{port}/metrics"
-    try:
-        wait_until(lambda: cpu_seconds(url, container["name"]) is not None, timeout=45)
+    with LocalStack(tmp_path_factory.mktemp("webapp-exporter")) as stack:
+        service = stack.exporter({"refresh_interval": "500ms"}, docker_host=engine.host)
+        url = f"{service.url}/metrics"
+        wait_until(lambda: cpu_seconds(url, container.name) is not None, timeout=45)
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
 
 
 def cpu_seconds(metrics_url: str, name: str) -> float | None:
@@ -102,9 +72,9 @@ def in_background(url: str) -> threading.Thread:
 
 
 def test_health_answers_and_docker_reports_healthy_non_root(
-    engine: Engine, container: dict
+    engine: Engine, container: WebappContainer
 ) -> None:
-    response = requests.get(f"{container['url']}/health", timeout=5)
+    response = requests.get(f"{container.url}/health", timeout=5)
     assert response.status_code == 200
     assert response.json()["database"] == "ok"
 
@@ -112,16 +82,18 @@ def test_health_answers_and_docker_reports_healthy_non_root(
         result = subprocess.run(["docker", *args], env=engine.env(), capture_output=True, text=True)
         return result.stdout.strip()
 
-    health = ("inspect", "--format", "{{.State.Health.Status}}", container["name"])
+    health = ("inspect", "--format", "{{.State.Health.Status}}", container.name)
     wait_until(lambda: docker(*health) == "healthy")
-    assert docker("exec", container["name"], "id", "-u") == "10001"
+    assert docker("exec", container.name, "id", "-u") == "10001"
 
 
-def test_cpu_stress_raises_the_container_cpu_rate(container: dict, exporter: str) -> None:
-    idle = cpu_rate(exporter, container["name"], 1.5)
-    burns = [in_background(f"{container['url']}/stress/cpu?seconds=4") for _ in range(2)]
+def test_cpu_stress_raises_the_container_cpu_rate(
+    container: WebappContainer, exporter: str
+) -> None:
+    idle = cpu_rate(exporter, container.name, 1.5)
+    burns = [in_background(f"{container.url}/stress/cpu?seconds=4") for _ in range(2)]
     time.sleep(0.7)
-    busy = cpu_rate(exporter, container["name"], 2.5)
+    busy = cpu_rate(exporter, container.name, 2.5)
     for burn in burns:
         burn.join()
     # Two burning requests keep up to two cores busy; other work on the host may take a share.
@@ -130,11 +102,11 @@ def test_cpu_stress_raises_the_container_cpu_rate(container: dict, exporter: str
 
 
 def test_memory_stress_raises_the_container_memory_then_frees_it(
-    container: dict, exporter: str
+    container: WebappContainer, exporter: str
 ) -> None:
-    name = container["name"]
+    name = container.name
     before = memory_bytes(exporter, name)
-    hold = in_background(f"{container['url']}/stress/memory?mb=200&seconds=4")
+    hold = in_background(f"{container.url}/stress/memory?mb=200&seconds=4")
     peak = wait_until(
         lambda: (usage := memory_bytes(exporter, name)) > before + 150 * MIB and usage, timeout=10
     )
