@@ -30,7 +30,7 @@ bench-exporter: install
 	$(PY) bench/exporter.py --containers 200
 
 bench-relay: install
-	$(PY) bench/relay.py --duration 15 --clients 4
+	$(PY) bench/relay.py --duration 15 --clients 2
 
 # The whole stack on this machine (Docker engine, images, docker-compose); Ctrl-C leaves it up.
 demo: install
