@@ -32,8 +32,14 @@ def test_critical_goes_at_once_and_warnings_wait_for_one_digest(start_relay) -> 
     assert digest["X-Dockpulse-Kind"] == "digest"
     assert text_of(digest).count("Alert:") == 3
     assert "93%" in text_of(digest)
-    samples = relay.metrics()
-    assert value(samples, "dockpulse_relay_mails_sent_total", kind="digest") == 1
+    # Counted right after the .eml is written.
+    samples = wait_until(
+        lambda: (
+            (s := relay.metrics())
+            and value(s, "dockpulse_relay_mails_sent_total", kind="digest") == 1
+            and s
+        )
+    )
     assert value(samples, "dockpulse_relay_delivery_latency_seconds_count", kind="digest") == 1
 
 

@@ -126,7 +126,14 @@ def test_a_critical_alert_is_sent_through_ses(start_relay, ses) -> None:
     assert mail["To"] == "ops@dockpulse.example, oncall@dockpulse.example"
     assert mail.get_content_type() == "multipart/alternative"
     assert "webapp" in mail.get_body(preferencelist=("html",)).get_content()
-    samples = relay.metrics()
+    # The relay counts a mail once SES has answered, a moment after moto shows it.
+    samples = wait_until(
+        lambda: (
+            (s := relay.metrics())
+            and value(s, "dockpulse_relay_mails_sent_total", backend="ses") == 1
+            and s
+        )
+    )
     assert value(samples, "dockpulse_relay_mails_sent_total", backend="ses") == 1
     assert not list((relay.folder / "outbox").glob("*.eml"))
 
@@ -139,7 +146,13 @@ def test_throttling_and_5xx_are_retried_with_backoff(start_relay, ses) -> None:
         mails = wait_until(lambda: sent_mails(ses), timeout=20)
         assert len(mails) == 1
         assert flaky.calls == 3
-        samples = relay.metrics()
+        samples = wait_until(
+            lambda: (
+                (s := relay.metrics())
+                and value(s, "dockpulse_relay_mails_sent_total", backend="ses") == 1
+                and s
+            )
+        )
         assert value(samples, "dockpulse_relay_mail_failures_total", backend="ses") == 2
         assert value(samples, "dockpulse_relay_mails_sent_total", backend="ses") == 1
         assert value(samples, "dockpulse_relay_mails_dead_lettered_total", backend="ses") is None

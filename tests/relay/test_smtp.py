@@ -133,7 +133,10 @@ def test_mail_goes_over_starttls_with_login(start_relay, smtp, certificate) -> N
     assert recipients == ["ops@dockpulse.example"]
     assert message["Subject"] == "[CRITICAL] 1 alert: ContainerDown (webapp)"
     assert message.get_content_type() == "multipart/alternative"
-    assert value(relay.metrics(), "dockpulse_relay_mails_sent_total", backend="smtp") == 1
+    # Counted once the server has answered, a moment after the mailbox has the message.
+    wait_until(
+        lambda: value(relay.metrics(), "dockpulse_relay_mails_sent_total", backend="smtp") == 1
+    )
 
 
 def test_4xx_is_retried_and_5xx_dead_lettered(start_relay, smtp, certificate) -> None:
@@ -141,7 +144,9 @@ def test_4xx_is_retried_and_5xx_dead_lettered(start_relay, smtp, certificate) ->
     relay = start_relay(**smtp_env(busy, certificate[0]))
     relay.post(notification(alert("ContainerDown", "webapp")))
     wait_until(lambda: busy_box.received, timeout=15)
-    assert value(relay.metrics(), "dockpulse_relay_mail_failures_total", backend="smtp") == 1
+    wait_until(
+        lambda: value(relay.metrics(), "dockpulse_relay_mail_failures_total", backend="smtp") == 1
+    )
 
     refusing_box, refusing = smtp(["554 5.7.1 message refused"] * 5)
     relay = start_relay(**smtp_env(refusing, certificate[0]))
