@@ -54,3 +54,15 @@ def values(samples: Samples, metric: str, /, **labels: str) -> list[float]:
 def value(samples: Samples, metric: str, /, **labels: str) -> float | None:
     found = values(samples, metric, **labels)
     return found[0] if found else None
+
+
+def wait_for_samples(
+    read: Callable[[], Samples], check: Callable[[Samples], object], timeout: float = 20.0
+) -> Samples:
+    """The samples `read()` returns once `check` holds for them."""
+
+    def ready() -> Samples | None:
+        samples = read()
+        return samples if check(samples) else None
+
+    return wait_until(ready, timeout=timeout)

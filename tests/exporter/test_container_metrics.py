@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.helpers import value, wait_until
+from tests.helpers import value, wait_for_samples, wait_until
 
 
 def test_cpu_burner_shows_cpu_time_rising(exporter, run_container) -> None:
@@ -45,12 +45,9 @@ def test_memory_held_in_tmpfs_counts_as_usage(exporter, run_container) -> None:
 
 def test_limits_are_exported(exporter, run_container) -> None:
     limited = run_container("sleep 300", mem_limit="64m", nano_cpus=500_000_000)
-    samples = wait_until(
-        lambda: (
-            (s := exporter.scrape())
-            and value(s, "container_spec_cpu_quota", name=limited.name) is not None
-            and s
-        )
+    samples = wait_for_samples(
+        exporter.scrape,
+        lambda s: value(s, "container_spec_cpu_quota", name=limited.name) is not None,
     )
     assert value(samples, "container_spec_memory_limit_bytes", name=limited.name) == 64 * 2**20
     quota = value(samples, "container_spec_cpu_quota", name=limited.name)
@@ -162,8 +159,8 @@ def test_threshold_and_expect_running_labels(exporter, run_container) -> None:
         },
     )
     untuned = run_container("sleep 300", labels={"dockpulse.cpu_threshold": "lots"})
-    samples = wait_until(
-        lambda: (s := exporter.scrape()) and value(s, "container_up", name=untuned.name) and s
+    samples = wait_for_samples(
+        exporter.scrape, lambda s: value(s, "container_up", name=untuned.name)
     )
     assert value(samples, "dockpulse_container_cpu_threshold_percent", name=tuned.name) == 80
     assert value(samples, "dockpulse_container_memory_threshold_percent", name=tuned.name) == 75
@@ -176,9 +173,7 @@ def test_threshold_and_expect_running_labels(exporter, run_container) -> None:
 def test_whitelisted_labels_become_prometheus_labels(start_exporter, run_container) -> None:
     exporter = start_exporter(container_labels=["com.example.team"])
     owned = run_container("sleep 300", labels={"com.example.team": "payments", "secret": "x"})
-    samples = wait_until(
-        lambda: (s := exporter.scrape()) and value(s, "container_up", name=owned.name) and s
-    )
+    samples = wait_for_samples(exporter.scrape, lambda s: value(s, "container_up", name=owned.name))
     labels = next(lbl for n, lbl, _ in samples if n == "container_up" and lbl["name"] == owned.name)
     assert labels["container_label_com_example_team"] == "payments"
     assert "container_label_secret" not in labels

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from tests.helpers import value, wait_until
+from tests.helpers import value, wait_for_samples, wait_until
 from tests.relay.conftest import text_of
 from tests.relay.payloads import alert, notification
 
@@ -33,12 +33,8 @@ def test_critical_goes_at_once_and_warnings_wait_for_one_digest(start_relay) -> 
     assert text_of(digest).count("Alert:") == 3
     assert "93%" in text_of(digest)
     # Counted right after the .eml is written.
-    samples = wait_until(
-        lambda: (
-            (s := relay.metrics())
-            and value(s, "dockpulse_relay_mails_sent_total", kind="digest") == 1
-            and s
-        )
+    samples = wait_for_samples(
+        relay.metrics, lambda s: value(s, "dockpulse_relay_mails_sent_total", kind="digest") == 1
     )
     assert value(samples, "dockpulse_relay_delivery_latency_seconds_count", kind="digest") == 1
 

@@ -19,7 +19,7 @@ import pytest
 import requests
 from moto.server import ThreadedMotoServer
 
-from tests.helpers import value, wait_until
+from tests.helpers import value, wait_for_samples, wait_until
 from tests.relay.payloads import alert, notification
 
 SENDER = "alerts@dockpulse.example"
@@ -127,12 +127,8 @@ def test_a_critical_alert_is_sent_through_ses(start_relay, ses) -> None:
     assert mail.get_content_type() == "multipart/alternative"
     assert "webapp" in mail.get_body(preferencelist=("html",)).get_content()
     # The relay counts a mail once SES has answered, a moment after moto shows it.
-    samples = wait_until(
-        lambda: (
-            (s := relay.metrics())
-            and value(s, "dockpulse_relay_mails_sent_total", backend="ses") == 1
-            and s
-        )
+    samples = wait_for_samples(
+        relay.metrics, lambda s: value(s, "dockpulse_relay_mails_sent_total", backend="ses") == 1
     )
     assert value(samples, "dockpulse_relay_mails_sent_total", backend="ses") == 1
     assert not list((relay.folder / "outbox").glob("*.eml"))
@@ -146,12 +142,9 @@ def test_throttling_and_5xx_are_retried_with_backoff(start_relay, ses) -> None:
         mails = wait_until(lambda: sent_mails(ses), timeout=20)
         assert len(mails) == 1
         assert flaky.calls == 3
-        samples = wait_until(
-            lambda: (
-                (s := relay.metrics())
-                and value(s, "dockpulse_relay_mails_sent_total", backend="ses") == 1
-                and s
-            )
+        samples = wait_for_samples(
+            relay.metrics,
+            lambda s: value(s, "dockpulse_relay_mails_sent_total", backend="ses") == 1,
         )
         assert value(samples, "dockpulse_relay_mail_failures_total", backend="ses") == 2
         assert value(samples, "dockpulse_relay_mails_sent_total", backend="ses") == 1

@@ -8,7 +8,7 @@ import sqlite3
 
 import requests
 
-from tests.helpers import value, wait_until
+from tests.helpers import value, wait_for_samples, wait_until
 from tests.relay.conftest import text_of
 from tests.relay.payloads import alert, notification
 
@@ -50,12 +50,8 @@ def test_a_redelivered_alert_is_mailed_once(start_relay) -> None:
     mails = wait_until(relay.mails)
     assert mails[0]["Subject"] == "[CRITICAL] 1 alert: ContainerDown (webapp)"
     relay.post(payload)
-    samples = wait_until(
-        lambda: (
-            (s := relay.metrics())
-            and value(s, "dockpulse_relay_queue_depth", queue="pending_mails") == 0
-            and s
-        )
+    samples = wait_for_samples(
+        relay.metrics, lambda s: value(s, "dockpulse_relay_queue_depth", queue="pending_mails") == 0
     )
     assert len(relay.mails()) == 1
     assert value(samples, "dockpulse_relay_alerts_deduplicated_total") == 3
