@@ -45,14 +45,8 @@ class Exporter:
     def __init__(self, config: ExporterConfig) -> None:
         self.config = config
         self.host, self.port = split_listen_address(config.listen_address)
-        self.sampler: Sampler
         self.watcher = DockerWatcher(
             config.docker_host, config.resync_interval, on_change=self._on_docker_change
-        )
-        self.sampler = Sampler(
-            self.watcher,
-            CgroupReader(config.cgroup_root, config.proc_root),
-            config.refresh_interval,
         )
         self.probes = ProbeRunner(config.probes)
         containers = CollectorRegistry(auto_describe=False)
@@ -70,7 +64,12 @@ class Exporter:
         )
         ProcessCollector(registry=rest)
         self.exposition = Exposition(containers, rest)
-        self.sampler.on_refresh = self.exposition.update_containers
+        self.sampler = Sampler(
+            self.watcher,
+            CgroupReader(config.cgroup_root, config.proc_root),
+            config.refresh_interval,
+            on_refresh=self.exposition.update_containers,
+        )
         self.server = make_server(self.host, self.port, self.exposition)
 
     def _on_docker_change(self) -> None:
