@@ -11,7 +11,7 @@ DURATION ?= 4m
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -27,10 +27,10 @@ images: install
 	$(VENV)/bin/dockpulse images
 
 bench-exporter: install
-	$(PY) bench/exporter.py --containers 200
+	$(PY) -m bench.exporter --containers 200
 
 bench-relay: install
-	$(PY) bench/relay.py --duration 15 --clients 2
+	$(PY) -m bench.relay --duration 15 --clients 2
 
 # The whole stack on this machine (Docker engine, images, docker-compose); Ctrl-C leaves it up.
 demo: install
@@ -51,7 +51,7 @@ stress-local: install
 # The demo app's image (dockpulse/webapp:local) on the Debian Python base built here.
 webapp-image: install
 	$(VENV)/bin/dockpulse images
-	$(PY) -c 'from dockpulse.engine import find_or_start_engine; from dockpulse.stack_images import WEBAPP, build_local_image; print(build_local_image(find_or_start_engine(), WEBAPP))'
+	$(PY) -c 'from dockpulse_stack.engine import find_or_start_engine; from dockpulse_stack.images import WEBAPP, build_local_image; print(build_local_image(find_or_start_engine(), WEBAPP))'
 
 bench-time-to-detect: install
-	$(PY) bench/time_to_detect.py
+	$(PY) -m bench.time_to_detect

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import requests
 
-from dockpulse.engine import Engine, find_or_start_engine
-from dockpulse.images import busybox_image
-from dockpulse.local_stack import LocalStack
 from dockpulse_exporter.cgroups import CgroupReader
 from dockpulse_exporter.docker_watch import DockerWatcher
 from dockpulse_exporter.sampler import Sampler
+from dockpulse_stack.engine import Engine, find_or_start_engine
+from dockpulse_stack.rootfs import busybox_image
+from tests.support.local_stack import LocalStack
 
 BENCH_LABEL = "dockpulse.bench"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

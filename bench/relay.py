@@ -31,7 +31,7 @@ from pathlib import Path
 
 import requests
 
-from dockpulse.net import free_port
+from tests.helpers import free_port
 
 RELAY = Path(sys.executable).with_name("dockpulse-relay")
 TOKEN = "bench-token"

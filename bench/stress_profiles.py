@@ -25,11 +25,11 @@ from pathlib import Path
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from dockpulse.engine import find_or_start_engine
-from dockpulse.local_stack import LocalStack
-from dockpulse.net import free_port
-from dockpulse.postgres import PostgresServer
-from dockpulse.webapp_container import WebappContainer, webapp_image
+from dockpulse_stack.engine import find_or_start_engine
+from tests.helpers import free_port
+from tests.support.local_stack import LocalStack
+from tests.support.postgres import PostgresServer
+from tests.support.webapp_container import WebappContainer, webapp_image
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -40,8 +40,9 @@ from typing import Any
 import requests
 import yaml
 
-from dockpulse.engine import find_or_start_engine
-from dockpulse.local_stack import (
+from dockpulse_relay.config import RelayConfig
+from dockpulse_stack.engine import find_or_start_engine
+from tests.support.local_stack import (
     ALERTMANAGER_CONFIG,
     EXPORTER_CONFIG,
     PROMETHEUS_DIR,
@@ -52,10 +53,9 @@ from dockpulse.local_stack import (
     query,
     seconds,
 )
-from dockpulse.outbox import mails_about
-from dockpulse.postgres import PostgresServer
-from dockpulse.webapp_container import WebappContainer, webapp_image
-from dockpulse_relay.config import RelayConfig
+from tests.support.mail import mails_about
+from tests.support.postgres import PostgresServer
+from tests.support.webapp_container import WebappContainer, webapp_image
 
 KILL_GOAL_SECONDS = 15.0
 CPU_GOAL_MARGIN_SECONDS = 20.0  # goal: the rule's `for` + this

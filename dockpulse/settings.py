@@ -1,7 +1,7 @@
 """Loading settings: an optional YAML file, then the environment on top, validated by pydantic.
 
 Every service uses the same rules, so a mistake reads the same everywhere: one line naming the
-field, exit code 2, no stack trace.
+field and its environment variable, exit code 2, no stack trace.
 """
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ValidationError
 
 EXIT_CONFIG_ERROR = 2
 Model = TypeVar("Model", bound=BaseModel)
@@ -44,6 +44,26 @@ def parse_duration(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def split_listen_address(address: str) -> tuple[str, int]:
+    """`host:port` (or `:port`) from `--web.listen-address`; ConfigError when malformed."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"web.listen-address: expected HOST:PORT, got {address!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _check_listen_address(address: str) -> str:
+    try:
+        split_listen_address(address)
+    except ConfigError as exc:
+        raise ValueError(str(exc).split(": ", 1)[1]) from None
+    return address
+
+
+# A `HOST:PORT` setting (every service's `listen_address`), checked when the settings load.
+ListenAddress = Annotated[str, AfterValidator(_check_listen_address)]
 
 
 def read_yaml(path: str | Path | None) -> dict[str, Any]:
@@ -90,23 +110,30 @@ def load_settings(
     env_to_field: Mapping[str, str],
     flags: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    check: Callable[[Model], None] | None = None,
 ) -> Model:
-    """File < environment < command-line flags, validated into `model`."""
+    """File < environment < command-line flags, validated into `model`, then `check`ed (rules
+    across fields). A ConfigError names the field and, where it has one, its variable."""
     data = read_yaml(config_file)
     data.update(env_overrides(env_to_field, os.environ if environ is None else environ))
     data.update({key: value for key, value in (flags or {}).items() if value is not None})
-    return validate(model, data)
+    try:
+        settings = validate(model, data)
+        if check is not None:
+            check(settings)
+    except ConfigError as exc:
+        raise with_variable(exc, env_to_field) from None
+    return settings
+
+
+def with_variable(error: ConfigError, env_to_field: Mapping[str, str]) -> ConfigError:
+    """`field (VARIABLE): message` for an error about a field set by an environment variable."""
+    field, sep, message = str(error).partition(":")
+    variable = next((var for var, name in env_to_field.items() if name == field), None)
+    return ConfigError(f"{field} ({variable}){sep}{message}") if variable else error
 
 
 def exit_with_config_error(program: str, error: ConfigError) -> NoReturn:
     """Print a one-line config error and exit with code 2."""
     print(f"{program}: config error: {error}", file=sys.stderr)
     sys.exit(EXIT_CONFIG_ERROR)
-
-
-def split_listen_address(address: str) -> tuple[str, int]:
-    """`host:port` (or `:port`) from `--web.listen-address`; ConfigError when malformed."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"web.listen-address: expected HOST:PORT, got {address!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)

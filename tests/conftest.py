@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dockpulse.engine import Engine, find_or_start_engine
-from dockpulse.images import busybox_image, python_base_image
+from dockpulse_stack.engine import Engine, find_or_start_engine
+from dockpulse_stack.rootfs import busybox_image, python_base_image
 
 TEST_ENGINE_DIR = Path(os.environ.get("DOCKPULSE_TEST_ENGINE_DIR", "/tmp/dockpulse-test-engine"))
 

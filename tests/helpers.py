@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -9,9 +10,14 @@ from typing import TypeVar
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from dockpulse.net import free_port as free_port  # re-exported for the tests
-
 T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def wait_until(check: Callable[[], T], timeout: float = 20.0, interval: float = 0.2) -> T:

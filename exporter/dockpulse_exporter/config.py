@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
-from dockpulse.settings import Duration, load_settings
+from dockpulse.settings import Duration, ListenAddress, load_settings
 
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9487"
 
@@ -44,7 +44,7 @@ class ExporterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     docker_host: str = "unix:///var/run/docker.sock"
-    listen_address: str = DEFAULT_LISTEN_ADDRESS
+    listen_address: ListenAddress = DEFAULT_LISTEN_ADDRESS
     refresh_interval: Duration = 5.0
     resync_interval: Duration = 60.0
     cgroup_root: Path = Path("/sys/fs/cgroup")

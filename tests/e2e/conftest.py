@@ -19,8 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from dockpulse.engine import Engine
-from dockpulse.local_stack import (
+from dockpulse_stack.engine import Engine
+from tests.helpers import wait_until
+from tests.support.local_stack import (
+    TEST_INTERVAL,
+    TEST_RELAY_TIMINGS,
     LocalStack,
     Relay,
     Service,
@@ -29,10 +32,8 @@ from dockpulse.local_stack import (
     prometheus_config,
     query,
 )
-from dockpulse.postgres import PostgresServer
-from dockpulse.webapp_container import WebappContainer, webapp_image
-from tests.helpers import wait_until
-from tests.stack_support import TEST_INTERVAL, TEST_RELAY_TIMINGS
+from tests.support.postgres import PostgresServer
+from tests.support.webapp_container import WebappContainer, webapp_image
 
 TEST_ALERT_FOR = {"ContainerHighCpu": "5s", "ProbeFailed": "2s"}
 TEST_CPU_THRESHOLD_PERCENT = 10

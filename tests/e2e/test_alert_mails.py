@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from dockpulse.local_stack import query
 from tests.e2e.conftest import TEST_CPU_THRESHOLD_PERCENT, MonitoredStack
 from tests.helpers import wait_until
 from tests.loadtest.conftest import start_locust
-from tests.stack_support import wait_for_mail
+from tests.support.local_stack import query
+from tests.support.mail import wait_for_mail
 
 pytestmark = pytest.mark.docker
 

@@ -13,9 +13,9 @@ from typing import Any
 import docker
 import pytest
 
-from dockpulse.engine import Engine
-from dockpulse.local_stack import LocalStack, Service
+from dockpulse_stack.engine import Engine
 from tests.helpers import Samples, scrape
+from tests.support.local_stack import LocalStack, Service
 
 TEST_LABEL = "dockpulse.test"
 

@@ -46,7 +46,7 @@ def test_bad_config_file(tmp_path: Path, config: str, field: str) -> None:
 def test_bad_listen_address() -> None:
     result = run_exporter("--web.listen-address=nowhere")
     assert result.returncode == 2
-    assert "web.listen-address" in result.stderr
+    assert "listen_address (EXPORTER_LISTEN_ADDRESS): expected HOST:PORT" in result.stderr
 
 
 def test_bad_environment_value(tmp_path: Path) -> None:

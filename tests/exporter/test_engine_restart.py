@@ -6,7 +6,7 @@ import subprocess
 from contextlib import closing
 from pathlib import Path
 
-from dockpulse.engine import Engine, start_private_dockerd
+from dockpulse_stack.engine import Engine, start_private_dockerd
 from tests.helpers import value, wait_until
 
 

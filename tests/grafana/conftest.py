@@ -21,11 +21,11 @@ import pytest
 import requests
 import yaml
 
-from dockpulse.engine import Engine
-from dockpulse.local_stack import LocalStack, stop_process
-from dockpulse.postgres import PostgresServer
+from dockpulse_stack.engine import Engine
 from tests.helpers import free_port, wait_until
 from tests.loadtest.conftest import LocustRun, start_locust
+from tests.support.local_stack import LocalStack, stop_process
+from tests.support.postgres import PostgresServer
 from tests.webapp.process import webapp_process
 
 TEST_RULES = {

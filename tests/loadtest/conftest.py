@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from dockpulse.postgres import PostgresServer
 from tests.helpers import Samples, free_port, scrape, wait_until
+from tests.support.postgres import PostgresServer
 from tests.webapp.process import webapp_process
 
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "loadtest" / "locustfile.py"

@@ -1,7 +1,7 @@
 """Fixtures for the alerting tests: the real Prometheus, Alertmanager and relay on loopback.
 
 Each service runs from a test copy of the repository's config (free ports, temp dirs, short
-intervals; see `dockpulse.local_stack`); everything else in the copy is the real file, so the
+intervals; see `tests.support.local_stack`); everything else in the copy is the real file, so the
 tests exercise it.
 """
 
@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from dockpulse.local_stack import (
+from tests.support.local_stack import (
     ALERTMANAGER_CONFIG,
     PROMETHEUS_DIR,
     REPO_ROOT,
+    TEST_INTERVAL,
+    TEST_RELAY_TIMINGS,
     LocalStack,
     Relay,
     Service,
@@ -24,7 +26,6 @@ from dockpulse.local_stack import (
     exporter_config,
     prometheus_config,
 )
-from tests.stack_support import TEST_INTERVAL, TEST_RELAY_TIMINGS
 
 __all__ = ["ALERTMANAGER_CONFIG", "PROMETHEUS_DIR", "binary", "run_tool"]
 

@@ -10,10 +10,10 @@ from contextlib import closing
 
 import pytest
 
-from dockpulse.engine import Engine
-from dockpulse.local_stack import query
+from dockpulse_stack.engine import Engine
 from tests.helpers import wait_until
-from tests.stack_support import wait_for_mail
+from tests.support.local_stack import query
+from tests.support.mail import wait_for_mail
 
 pytestmark = pytest.mark.docker
 

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dockpulse.engine import Engine
-from dockpulse.stack import Stack, prepare_outbox, write_env_file
-from dockpulse.stack_images import (
+from dockpulse_stack.compose import Stack
+from dockpulse_stack.demo import prepare_outbox, write_env_file
+from dockpulse_stack.engine import Engine
+from dockpulse_stack.images import (
     EXPORTER,
     POSTGRES,
     PROMETHEUS,

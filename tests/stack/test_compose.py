@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from dockpulse.stack import COMPOSE_FILES, Stack, compose_command
-from dockpulse.stack_images import REPO_ROOT
+from dockpulse_stack.compose import COMPOSE_FILES, Stack, compose_command
+from dockpulse_stack.images import REPO_ROOT
 from tests.helpers import scrape, value, values, wait_until
 from tests.stack.conftest import outbox_of
 

@@ -7,8 +7,9 @@ import socket
 import subprocess
 from pathlib import Path
 
-from dockpulse.engine import Engine
-from dockpulse.stack import ENGINE_MARKER, compose_command, stop_started_engine, write_env_file
+from dockpulse_stack.compose import compose_command
+from dockpulse_stack.demo import ENGINE_MARKER, stop_started_engine, write_env_file
+from dockpulse_stack.engine import Engine
 
 
 def read_env(path: Path) -> dict[str, str]:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import requests
 
-from dockpulse.local_stack import stop_process
 from tests.helpers import free_port, wait_until
+from tests.support.local_stack import stop_process
 
 BIN = Path(sys.executable).parent
 

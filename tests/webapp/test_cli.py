@@ -25,14 +25,18 @@ def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("args", "env", "field"),
     [
-        (["--web.listen-address=nonsense"], {}, "web.listen-address"),
-        (["--workers=0"], {}, "workers"),
-        (["--threads=lots"], {}, "threads"),
-        ([], {"WEBAPP_MAX_MEMORY_MB": "-1"}, "max_memory_mb"),
-        ([], {"WEBAPP_DB_CONNECT_TIMEOUT": "soon"}, "db_connect_timeout"),
+        (["--web.listen-address=nonsense"], {}, "listen_address (WEBAPP_LISTEN_ADDRESS)"),
+        (["--workers=0"], {}, "workers (WEBAPP_WORKERS)"),
+        (["--threads=lots"], {}, "threads (WEBAPP_THREADS)"),
+        ([], {"WEBAPP_MAX_MEMORY_MB": "-1"}, "max_memory_mb (WEBAPP_MAX_MEMORY_MB)"),
+        (
+            [],
+            {"WEBAPP_DB_CONNECT_TIMEOUT": "soon"},
+            "db_connect_timeout (WEBAPP_DB_CONNECT_TIMEOUT)",
+        ),
     ],
 )
-def test_bad_settings_exit_2_with_one_line_naming_the_field(
+def test_bad_settings_exit_2_with_one_line_naming_the_field_and_variable(
     args: list[str], env: dict[str, str], field: str
 ) -> None:
     result = run_cli(*args, **env)

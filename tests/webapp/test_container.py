@@ -12,11 +12,11 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from dockpulse.engine import Engine
-from dockpulse.local_stack import LocalStack
-from dockpulse.postgres import PostgresServer
-from dockpulse.webapp_container import WebappContainer, webapp_image
+from dockpulse_stack.engine import Engine
 from tests.helpers import scrape, value, wait_until
+from tests.support.local_stack import LocalStack
+from tests.support.postgres import PostgresServer
+from tests.support.webapp_container import WebappContainer, webapp_image
 
 pytestmark = pytest.mark.docker
 MIB = 1024 * 1024

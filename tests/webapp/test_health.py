@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import requests
 
-from dockpulse.postgres import PostgresServer
 from tests.helpers import wait_until
+from tests.support.postgres import PostgresServer
 
 
 def health(webapp: str) -> requests.Response:

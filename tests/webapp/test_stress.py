@@ -9,8 +9,8 @@ import psycopg2
 import pytest
 import requests
 
-from dockpulse.postgres import PostgresServer
 from tests.helpers import scrape, value
+from tests.support.postgres import PostgresServer
 
 
 def get(webapp: str, path: str, timeout: float = 15) -> requests.Response:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dockpulse.settings import Duration, load_settings, split_listen_address
+from dockpulse.settings import Duration, ListenAddress, load_settings
 
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:8000"
 DEFAULT_DATABASE_URL = "postgresql://dockpulse@127.0.0.1:5432/dockpulse"
@@ -36,7 +36,7 @@ class WebappConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    listen_address: str = DEFAULT_LISTEN_ADDRESS
+    listen_address: ListenAddress = DEFAULT_LISTEN_ADDRESS
     database_url: str = DEFAULT_DATABASE_URL
     workers: int = Field(2, ge=1, le=64)
     threads: int = Field(8, ge=1, le=256)
@@ -57,7 +57,5 @@ class WebappConfig(BaseModel):
 
 
 def load_config(config_file: str | Path | None, flags: dict[str, object]) -> WebappConfig:
-    """Validated settings; ConfigError names the bad field."""
-    config = load_settings(WebappConfig, config_file, ENVIRONMENT, flags)
-    split_listen_address(config.listen_address)
-    return config
+    """Validated settings; ConfigError names the bad field and its variable."""
+    return load_settings(WebappConfig, config_file, ENVIRONMENT, flags)

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import docker
 import requests
 
-from dockpulse.engine import Engine
-from dockpulse.local_stack import LocalStackError
-from dockpulse.net import free_port
-from dockpulse.stack_images import WEBAPP, build_local_image
+from dockpulse_stack.engine import Engine
+from dockpulse_stack.images import WEBAPP, build_local_image
+from tests.helpers import free_port
+from tests.support.local_stack import LocalStackError
 
 # Compose would label the demo's webapp so; the shipped probe "webapp" then names this container.
 COMPOSE_SERVICE_LABEL = "com.docker.compose.service"

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
 
+from tests.helpers import wait_until
+
 
 @dataclass(frozen=True)
 class Mail:
@@ -46,3 +48,8 @@ def mails_about(outbox: Path, *words: str, since: float = 0.0) -> list[Mail]:
         for mail in read_outbox(outbox)
         if mail.arrived >= since and all(word in mail.text for word in words)
     ]
+
+
+def wait_for_mail(outbox: Path, *words: str, since: float = 0.0, timeout: float = 45) -> Mail:
+    """The first mail written since `since` that contains every word."""
+    return wait_until(lambda: mails_about(outbox, *words, since=since), timeout=timeout)[0]

@@ -27,13 +27,20 @@ from typing import Any
 import requests
 import yaml
 
-from dockpulse.net import free_port
 from dockpulse.settings import parse_duration
-from dockpulse.stack_images import REPO_ROOT
+from dockpulse_stack.images import REPO_ROOT
+from tests.helpers import free_port
 
 PROMETHEUS_DIR = REPO_ROOT / "prometheus"
 ALERTMANAGER_CONFIG = REPO_ROOT / "alertmanager" / "alertmanager.yml"
 EXPORTER_CONFIG = REPO_ROOT / "exporter" / "exporter.yml"
+
+# Test timings, everything a few seconds instead of minutes, so a test sees an alert's mail
+# quickly: Prometheus scrapes and evaluates every second; warnings wait 1 s in the relay's buffer
+# (10 s shipped), its dispatcher looks 5 times a second, and the same alert may be mailed again
+# after 1 s (a test fails and recovers within seconds).
+TEST_INTERVAL = "1s"
+TEST_RELAY_TIMINGS = {"BUFFER_TIMEOUT": "1", "CHECK_INTERVAL": "0.2", "ALERT_COOLDOWN": "1"}
 
 
 class LocalStackError(RuntimeError):

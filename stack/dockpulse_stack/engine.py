@@ -7,7 +7,6 @@ networking: no bridge, no iptables, no masquerading; containers use `--network h
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -18,13 +17,16 @@ from pathlib import Path
 import docker
 import requests
 
-from dockpulse.packages import ensure_debian_packages
+from dockpulse_stack.errors import StackError
+from dockpulse_stack.host_packages import ensure_debian_packages
 
-DEFAULT_STATE_DIR = Path("/tmp/dockpulse-engine")
+# One private engine per machine, shared by every checkout (DOCKPULSE_ENGINE_DIR to move it).
+DEFAULT_STATE_DIR = Path(os.environ.get("DOCKPULSE_ENGINE_DIR", "/tmp/dockpulse-engine"))
+ENGINE_PACKAGES = {"dockerd": "docker.io", "containerd": "containerd", "docker": "docker.io"}
 DOCKERD_FLAGS = ("--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false")
 
 
-class EngineError(RuntimeError):
+class EngineError(StackError):
     """The Docker engine could not be found or started."""
 
 
@@ -74,9 +76,9 @@ def engine_answers(host: str, timeout: float = 3.0) -> bool:
 
 def start_private_dockerd(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 60.0) -> Engine:
     """Start a private dockerd with its own data root, exec root and unix socket."""
-    ensure_debian_packages({"dockerd": "docker.io", "containerd": "containerd"})
-    if shutil.which("dockerd") is None:
-        raise EngineError("dockerd is not installed and could not be installed (needs root)")
+    ensure_debian_packages(ENGINE_PACKAGES)
+    if os.geteuid() != 0:
+        raise EngineError("starting a private dockerd needs root; or set DOCKER_HOST to an engine")
     state_dir.mkdir(parents=True, exist_ok=True)
     socket = state_dir / "docker.sock"
     host = f"unix://{socket}"
@@ -100,7 +102,8 @@ def start_private_dockerd(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise EngineError(
-                f"dockerd exited with {process.returncode}; see {state_dir}/dockerd.log"
+                f"dockerd exited with {process.returncode}: {last_line(state_dir / 'dockerd.log')}"
+                f" (whole log: {state_dir}/dockerd.log)"
             )
         if engine_answers(host, timeout=1.0):
             return Engine(host=host, owned=True, process=process, state_dir=state_dir)
@@ -109,9 +112,24 @@ def start_private_dockerd(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 
     raise EngineError(f"dockerd did not answer within {timeout:.0f}s; see {state_dir}/dockerd.log")
 
 
+def last_line(log: Path) -> str:
+    """The last line of a log file, or a note that there is none."""
+    try:
+        lines = log.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return lines[-1] if lines else "empty log"
+
+
 def find_or_start_engine(state_dir: Path = DEFAULT_STATE_DIR) -> Engine:
-    """Use the engine at DOCKER_HOST when it answers; otherwise start a private one."""
+    """The engine at DOCKER_HOST when set (EngineError when it does not answer); otherwise a
+    private one, started when it does not run yet."""
     host = os.environ.get("DOCKER_HOST")
-    if host and engine_answers(host):
-        return Engine(host=host)
+    if host:
+        if engine_answers(host):
+            return Engine(host=host)
+        raise EngineError(
+            f"the Docker engine at DOCKER_HOST={host} does not answer: start it, or unset "
+            "DOCKER_HOST to let dockpulse start a private one"
+        )
     return start_private_dockerd(state_dir)

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dockpulse.net import free_port
-from dockpulse.packages import ensure_debian_packages
+from dockpulse_stack.host_packages import ensure_debian_packages
+from tests.helpers import free_port
 
 DEFAULT_BIN_DIR = Path("/usr/lib/postgresql/15/bin")
 SERVER_USER = "postgres"

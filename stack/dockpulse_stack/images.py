@@ -1,7 +1,7 @@
 """The images the host-network stack runs (`dockpulse/*:local`), built here without a registry.
 
 Debian packages give Prometheus, Alertmanager and PostgreSQL (mmdebstrap rootfs + a tiny
-Dockerfile from `local-images/`); the project's own images are built from their Dockerfiles on
+Dockerfile from `stack/local-images/`); the project's own images are built from their Dockerfiles on
 the Debian Python base. Debian rootfs images are reused by tag; Dockerfile builds always run,
 so a code change is picked up, and Docker's layer cache makes an unchanged rebuild quick.
 """
@@ -20,10 +20,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from dockpulse.engine import Engine
-from dockpulse.images import debian_image, python_base_image
+from dockpulse_stack.engine import Engine
+from dockpulse_stack.errors import StackError
+from dockpulse_stack.host_packages import ensure_debian_packages
+from dockpulse_stack.rootfs import (
+    DEBIAN_IMAGE_TOOLS,
+    PYTHON_BASE_TAG,
+    debian_image,
+    image_exists,
+    python_base_image,
+)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_CA_DIR = Path("/usr/local/share/ca-certificates")
 LOCAL_CA_BASE_TAG = "dockpulse/python-base-localca:bookworm"
 LOCAL_CA_DOCKERFILE = """\
@@ -46,12 +54,12 @@ class LocalImage:
 
 PROMETHEUS = LocalImage(
     "dockpulse/prometheus:local",
-    "local-images/prometheus.Dockerfile",
+    "stack/local-images/prometheus.Dockerfile",
     ("dockpulse/prometheus-debian:bookworm", ("prometheus", "prometheus-alertmanager", "wget")),
 )
 POSTGRES = LocalImage(
     "dockpulse/postgres:local",
-    "local-images/postgres.Dockerfile",
+    "stack/local-images/postgres.Dockerfile",
     ("dockpulse/postgresql-debian:bookworm", ("postgresql-15",)),
 )
 EXPORTER = LocalImage("dockpulse/exporter:local", "exporter/Dockerfile")
@@ -109,7 +117,7 @@ def run_docker_build(
     )
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
-        raise RuntimeError(f"building {tag} from {dockerfile} failed:\n{tail}")
+        raise StackError(f"building {tag} from {dockerfile} failed:\n{tail}")
     return tag
 
 
@@ -143,6 +151,9 @@ def build_stack_images(engine: Engine, images: tuple[LocalImage, ...] = STACK_IM
     Two lines of work side by side: the Debian service images (mmdebstrap, mostly downloads and
     dpkg) and the project's images (pip, on the Python base), which saves minutes when cold.
     """
+    bases = {PYTHON_BASE_TAG} | {image.debian_base[0] for image in images if image.debian_base}
+    if any(not image_exists(engine, tag) for tag in bases):
+        ensure_debian_packages(DEBIAN_IMAGE_TOOLS)  # once, before the two lines of work start
     numbered = {image: number for number, image in enumerate(images, start=1)}
 
     def build_in_turn(chain: list[LocalImage]) -> None:

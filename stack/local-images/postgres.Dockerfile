@@ -5,7 +5,7 @@ FROM ${BASE_IMAGE}
 ENV PATH=/usr/lib/postgresql/15/bin:$PATH \
     PGDATA=/var/lib/postgresql/data
 RUN mkdir -p "$PGDATA" && chown postgres:postgres "$PGDATA" && chmod 700 "$PGDATA"
-COPY local-images/postgres-entrypoint.sh /usr/local/bin/postgres-entrypoint
+COPY stack/local-images/postgres-entrypoint.sh /usr/local/bin/postgres-entrypoint
 USER postgres
 ENTRYPOINT ["/usr/local/bin/postgres-entrypoint"]
 CMD ["postgres"]

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import docker
 
-from dockpulse.engine import Engine
-from dockpulse.packages import ensure_debian_packages
+from dockpulse_stack.engine import Engine
+from dockpulse_stack.errors import StackError
+from dockpulse_stack.host_packages import ensure_debian_packages
 
 BUSYBOX_TAG = "dockpulse/busybox:local"
 PYTHON_BASE_TAG = "dockpulse/python-base:bookworm"
 PYTHON_BASE_PACKAGES = ("python3", "python3-venv", "python3-pip", "ca-certificates", "curl")
+DEBIAN_IMAGE_TOOLS = {"mmdebstrap": "mmdebstrap"}
 
 
 def image_exists(engine: Engine, tag: str) -> bool:
@@ -44,7 +46,7 @@ def _import_rootfs_tar(engine: Engine, tar_stream: subprocess.Popen[bytes], tag:
     )
     tar_stream.wait()
     if tar_stream.returncode != 0 or result.returncode != 0:
-        raise RuntimeError(f"building image {tag} failed: {result.stderr.strip()}")
+        raise StackError(f"building image {tag} failed: {result.stderr.strip()}")
 
 
 def busybox_image(engine: Engine, tag: str = BUSYBOX_TAG) -> str:
@@ -53,8 +55,7 @@ def busybox_image(engine: Engine, tag: str = BUSYBOX_TAG) -> str:
         return tag
     ensure_debian_packages({"busybox": "busybox-static"})
     busybox = shutil.which("busybox")
-    if busybox is None:
-        raise RuntimeError("busybox is not installed (Debian package busybox-static)")
+    assert busybox is not None  # ensure_debian_packages raised otherwise
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for folder in ("bin", "etc", "tmp", "proc", "sys", "dev", "data"):
@@ -80,7 +81,7 @@ def debian_image(engine: Engine, tag: str, packages: tuple[str, ...]) -> str:
     """A Debian bookworm image with `packages`, made by mmdebstrap (about 25 s); returns its tag."""
     if image_exists(engine, tag):
         return tag
-    ensure_debian_packages({"mmdebstrap": "mmdebstrap"})
+    ensure_debian_packages(DEBIAN_IMAGE_TOOLS)
     print(f"dockpulse: building {tag} from Debian packages (mmdebstrap)...", file=sys.stderr)
     tar = subprocess.Popen(
         [

