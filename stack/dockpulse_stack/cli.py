@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dockpulse: {exc}", file=sys.stderr)
     except (docker.errors.DockerException, requests.RequestException) as exc:
         print(f"dockpulse: the Docker engine failed: {exc}", file=sys.stderr)
+    except OSError as exc:
+        print(f"dockpulse: {exc.strerror}: {exc.filename}", file=sys.stderr)
     except KeyboardInterrupt:
         print("dockpulse: interrupted", file=sys.stderr)
     return EXIT_FAILURE

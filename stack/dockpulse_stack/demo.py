@@ -19,13 +19,20 @@ from types import FrameType
 
 from dockpulse_stack.compose import PROJECT, Stack
 from dockpulse_stack.demo_secrets import SECRET_NAMES, demo_secrets, forget_secrets
-from dockpulse_stack.engine import DEFAULT_STATE_DIR, Engine, engine_answers, find_or_start_engine
+from dockpulse_stack.engine import (
+    DEFAULT_STATE_DIR,
+    Engine,
+    engine_answers,
+    find_or_start_engine,
+    unmount_leftovers,
+)
 from dockpulse_stack.errors import StackError
 from dockpulse_stack.images import RELAY, REPO_ROOT, build_stack_images
 from dockpulse_stack.ports import check_ports_free
 from dockpulse_stack.rootfs import image_exists
 
-DEMO_DIR = REPO_ROOT / ".demo"
+# Settings, secrets copy, outbox and engine record of the demo (DOCKPULSE_DEMO_DIR to move it).
+DEMO_DIR = Path(os.environ.get("DOCKPULSE_DEMO_DIR", REPO_ROOT / ".demo"))
 GRAFANA_IMAGE = "grafana/grafana:11.3.1"  # as pinned in docker-compose.yaml
 # dockerd started by `dockpulse demo`: its pid, so `down` stops that one and nothing else.
 ENGINE_MARKER = "started-by-dockpulse-demo"
@@ -150,7 +157,7 @@ def follow_logs(stack: Stack) -> None:
 def demo(follow: bool = True) -> int:
     started = time.monotonic()
     engine = find_or_start_engine()
-    DEMO_DIR.mkdir(mode=0o700, exist_ok=True)
+    DEMO_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
     record_engine(engine, DEMO_DIR)
     print(f"dockpulse: Docker engine at {engine.host}", file=sys.stderr)
     grafana = image_exists(engine, GRAFANA_IMAGE)
@@ -200,6 +207,7 @@ def stop_started_engine(state_dir: Path = DEFAULT_STATE_DIR) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and process_alive(pid):
         time.sleep(0.3)
+    unmount_leftovers(state_dir)
 
 
 def process_alive(pid: int) -> bool:

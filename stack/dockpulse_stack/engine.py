@@ -63,6 +63,17 @@ class Engine:
             self.process.kill()
             self.process.wait()
         self.process = None
+        if self.state_dir is not None:
+            unmount_leftovers(self.state_dir)
+
+
+def unmount_leftovers(state_dir: Path) -> None:
+    """Unmount what a stopped dockerd leaves under its state folder (its exec root keeps the
+    host's network namespace bind-mounted at `netns/default`), deepest first."""
+    prefix = str(state_dir.resolve()) + "/"
+    mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    for mount in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "--lazy", mount], capture_output=True)
 
 
 def engine_answers(host: str, timeout: float = 3.0) -> bool:

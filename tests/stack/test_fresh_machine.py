@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,11 +102,14 @@ def assert_one_line_exit_2(result: subprocess.CompletedProcess[str], *words: str
 
 
 @pytest.fixture
-def private_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    """An engine of its own with no images: every base image must be built from scratch."""
-    engine = start_private_dockerd(tmp_path_factory.mktemp("engine"))
+def private_engine() -> Iterator[Engine]:
+    """An engine of its own with no images: every base image must be built from scratch.
+    A short path: dockerd's containerd sockets live under it (108 bytes at most)."""
+    state_dir = Path(tempfile.mkdtemp(prefix="dp-engine-", dir="/tmp"))
+    engine = start_private_dockerd(state_dir)
     yield engine
     engine.stop()
+    shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def test_a_cold_parallel_build_installs_mmdebstrap_once_before_building(
