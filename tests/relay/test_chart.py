@@ -1,0 +1,238 @@
+"""The alert chart: drawn from a real Prometheus, or a one-line reason within the time budget.
+
+Prometheus starts with an hour of history backfilled by promtool (dockpulse.prometheus_history),
+so `query_range` has data at once. Slow and down Prometheus are real sockets: one that accepts
+and never answers, and a port nobody listens on.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+from PIL import Image
+
+from dockpulse.local_stack import LocalStack, Service
+from dockpulse.prometheus_history import prometheus_with_history
+from dockpulse_relay.alerts import Alert
+from dockpulse_relay.chart import ChartQuery, alert_chart, split_condition, unit_of
+from tests.helpers import free_port
+
+NOW = time.time()
+FIRED = NOW - 1200
+HOST = 'instance="host1:9487"'
+MEMORY_RULE = (
+    "dockpulse:container_memory_percent\n"
+    "> on (instance, name) dockpulse:container_memory_threshold_percent"
+)
+DOWN_RULE = (
+    "max by (instance, name) (container_up) == 0\nand on (instance, name)\n"
+    "max by (instance, name) (dockpulse_container_expected_running) == 1"
+)
+# matplotlib's default colours: the series, the threshold line, the firing moment.
+SERIES_BLUE, THRESHOLD_RED, FIRED_AMBER = (31, 119, 180), (204, 0, 0), (240, 160, 0)
+SECOND_SERIES_ORANGE = (255, 127, 14)
+
+
+def stamps() -> list[float]:
+    return [NOW - 3600 + 15 * step for step in range(241)]
+
+
+def history() -> dict[str, list[tuple[float, float]]]:
+    """web's memory climbs from 30 % to 80 % past its 50 % threshold; other stays at 10 %."""
+    ramp = [(t, 30 + 50 * (t - stamps()[0]) / 3600) for t in stamps()]
+    return {
+        f'dockpulse:container_memory_percent{{{HOST},name="web"}}': ramp,
+        f'dockpulse:container_memory_percent{{{HOST},name="other"}}': [(t, 10.0) for t in stamps()],
+        f'dockpulse:container_memory_threshold_percent{{{HOST},name="web"}}': [
+            (t, 50.0) for t in stamps()
+        ],
+        f'dockpulse:container_memory_threshold_percent{{{HOST},name="other"}}': [
+            (t, 90.0) for t in stamps()
+        ],
+        f'container_up{{{HOST},name="web",id="a1"}}': [
+            (t, 1.0 if t < FIRED else 0.0) for t in stamps()
+        ],
+        f'dockpulse_container_expected_running{{{HOST},name="web",id="a1"}}': [
+            (t, 1.0) for t in stamps()
+        ],
+    }
+
+
+def make_alert(alertname: str, expr: str, container: str = "web") -> Alert:
+    labels = {"alertname": alertname, "severity": "warning", "instance": "host1:9487"}
+    labels["name"] = container
+    return Alert(
+        fingerprint="f1",
+        status="firing",
+        starts_at=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(FIRED)),
+        ends_at="",
+        alertname=alertname,
+        severity="warning",
+        container=container,
+        labels=labels,
+        annotations={},
+        generator_url=f"http://prometheus-1:9090/graph?g0.expr={quote(expr)}&g0.tab=1",
+    )
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    with LocalStack(tmp_path_factory.mktemp("chart")) as stack:
+        yield prometheus_with_history(stack, history())
+
+
+def pixels_of(png: bytes, colour: tuple[int, int, int], tolerance: int = 40) -> int:
+    """How many pixels are near `colour` (lines are antialiased)."""
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    return sum(
+        count
+        for count, rgb in image.getcolors(1 << 20)
+        if sum(abs(a - b) for a, b in zip(rgb, colour, strict=True)) <= tolerance
+    )
+
+
+def test_chart_shows_the_series_the_threshold_and_the_firing_moment(prometheus: Service) -> None:
+    chart = alert_chart(prometheus.url, make_alert("ContainerHighMemory", MEMORY_RULE), now=NOW)
+    assert chart.reason == ""
+    assert chart.png is not None
+    assert chart.filename == "ContainerHighMemory-web.png"
+    image = Image.open(io.BytesIO(chart.png))
+    assert (image.format, image.size) == ("PNG", (600, 260))
+    assert pixels_of(chart.png, SERIES_BLUE) > 400  # a line across the plot
+    assert pixels_of(chart.png, THRESHOLD_RED) > 200
+    assert pixels_of(chart.png, FIRED_AMBER) > 150
+
+
+def test_chart_draws_only_the_alerts_container(prometheus: Service) -> None:
+    """Both containers' series come back; only web's (one line) is drawn."""
+    one = alert_chart(prometheus.url, make_alert("ContainerHighMemory", MEMORY_RULE), now=NOW)
+    assert one.png is not None
+    assert pixels_of(one.png, SECOND_SERIES_ORANGE) == 0
+
+
+def test_chart_of_a_compound_condition_and_a_number_threshold(prometheus: Service) -> None:
+    chart = alert_chart(prometheus.url, make_alert("ContainerDown", DOWN_RULE), now=NOW)
+    assert chart.png is not None, chart.reason
+    assert pixels_of(chart.png, SERIES_BLUE) > 300
+    assert pixels_of(chart.png, THRESHOLD_RED) > 200  # `== 0`: the line at 0
+
+
+def test_no_data_gives_a_reason(prometheus: Service) -> None:
+    alert = make_alert("ContainerHighMemory", MEMORY_RULE, container="gone")
+    chart = alert_chart(prometheus.url, alert, now=NOW)
+    assert chart.png is None
+    assert chart.reason == (
+        "graph unavailable: no data for dockpulse:container_memory_percent in the last 1 h"
+    )
+
+
+def test_a_query_prometheus_rejects_gives_its_error(prometheus: Service) -> None:
+    chart = alert_chart(prometheus.url, make_alert("Broken", "rate(up) > 1"), now=NOW)
+    assert chart.png is None
+    assert chart.reason.startswith("graph unavailable: Prometheus rejected the query: ")
+    assert "range vector" in chart.reason
+
+
+def test_an_alert_without_generator_url_gives_a_reason() -> None:
+    alert = make_alert("ContainerDown", DOWN_RULE)
+    alert = Alert(**{**alert.__dict__, "generator_url": ""})
+    chart = alert_chart("http://127.0.0.1:9", alert)
+    assert chart == type(chart)(
+        None, "graph unavailable: the alert carries no expression (generatorURL)"
+    )
+
+
+def test_prometheus_down_fails_fast_with_a_reason() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    began = time.monotonic()
+    chart = alert_chart(url, make_alert("ContainerHighMemory", MEMORY_RULE), budget=2.0)
+    assert chart.png is None
+    assert chart.reason == f"graph unavailable: Prometheus at {url} is unreachable"
+    assert time.monotonic() - began < 2.0
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A server that accepts connections and never answers (Prometheus stuck)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    listener.close()
+
+
+def test_prometheus_that_does_not_answer_costs_at_most_the_budget(silent_server: str) -> None:
+    began = time.monotonic()
+    chart = alert_chart(silent_server, make_alert("ContainerHighMemory", MEMORY_RULE), budget=1.5)
+    elapsed = time.monotonic() - began
+    assert chart.png is None
+    assert chart.reason == "graph unavailable: Prometheus did not answer within 1.5 s"
+    assert 1.0 <= elapsed < 1.5 + 0.5  # the budget, not requests' own timeout
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("up == 0", ChartQuery("up", "==", threshold_value=0.0)),
+        (
+            'foo{path=~"a>b"} >= bool 1e3',
+            ChartQuery('foo{path=~"a>b"}', ">=", threshold_value=1000.0),
+        ),
+        (
+            MEMORY_RULE,
+            ChartQuery(
+                "dockpulse:container_memory_percent",
+                ">",
+                threshold_expr="dockpulse:container_memory_threshold_percent",
+            ),
+        ),
+        (
+            "a > on () group_left b",
+            ChartQuery("a", ">", threshold_expr="b"),
+        ),
+        (DOWN_RULE, ChartQuery("max by (instance, name) (container_up)", "==", threshold_value=0)),
+        ("rate(x_total[5m])", ChartQuery("rate(x_total[5m])")),
+        ("sum(rate(x[1m] offset 5m)) < 0.5", ChartQuery("sum(rate(x[1m] offset 5m))", "<", 0.5)),
+    ],
+)
+def test_split_condition(expr: str, expected: ChartQuery) -> None:
+    assert split_condition(expr) == expected
+
+
+@pytest.mark.parametrize(
+    ("expr", "unit"),
+    [
+        ("max by (instance, name) (container_memory_working_set_bytes)", "bytes"),
+        ("dockpulse:container_cpu_percent", "percent"),
+        ("probe_duration_seconds{probe='x'}", "seconds"),
+        ("sum(increase(container_restarts_total[15m]))", ""),
+    ],
+)
+def test_unit_from_the_metric_name(expr: str, unit: str) -> None:
+    assert unit_of(expr) == unit
+
+
+def test_an_expression_without_comparison_is_drawn_as_it_is(prometheus: Service) -> None:
+    chart = alert_chart(prometheus.url, make_alert("Up", "container_up"), now=NOW)
+    assert chart.png is not None, chart.reason
