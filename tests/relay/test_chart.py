@@ -7,20 +7,28 @@ and never answers, and a port nobody listens on.
 
 from __future__ import annotations
 
+import base64
+import email
+import email.policy
 import io
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from PIL import Image
 
-from dockpulse.local_stack import LocalStack, Service
+from dockpulse.local_stack import LocalStack, Service, binary
 from dockpulse.prometheus_history import prometheus_with_history
 from dockpulse_relay.alerts import Alert
 from dockpulse_relay.chart import ChartQuery, alert_chart, split_condition, unit_of
+from dockpulse_relay.links import alert_links
+from dockpulse_relay.mail_parts import ChartImage, embed_charts, what_to_do_html, what_to_do_text
 from tests.helpers import free_port
 
 NOW = time.time()
@@ -76,7 +84,7 @@ def make_alert(alertname: str, expr: str, container: str = "web") -> Alert:
         severity="warning",
         container=container,
         labels=labels,
-        annotations={},
+        annotations={"runbook": f"docker stats {container}; look for a leak"},
         generator_url=f"http://prometheus-1:9090/graph?g0.expr={quote(expr)}&g0.tab=1",
     )
 
@@ -236,3 +244,146 @@ def test_unit_from_the_metric_name(expr: str, unit: str) -> None:
 def test_an_expression_without_comparison_is_drawn_as_it_is(prometheus: Service) -> None:
     chart = alert_chart(prometheus.url, make_alert("Up", "container_up"), now=NOW)
     assert chart.png is not None, chart.reason
+
+
+# --- the chart in a mail, as a person sees it: headless Chromium ---------------------------
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--force-color-profile=srgb",
+    "--hide-scrollbars",
+]
+
+
+def chromium(tmp_path: Path, *args: str) -> str:
+    """Run headless Chromium (Debian `chromium`) with its own profile; its stdout."""
+    result = subprocess.run(
+        [binary("chromium"), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def composed_mail(alert: Alert, chart_image: ChartImage) -> EmailMessage:
+    """A text + HTML mail with the "what to do" sections and the chart, as message.py will."""
+    links = alert_links(alert, "http://alertmanager:9093", "http://prometheus:9090")
+    message = EmailMessage()
+    message["Subject"] = f"[WARNING] 1 alert: {alert.alertname} ({alert.container})"
+    message.set_content(
+        "Alert: ContainerHighMemory\n\n" + what_to_do_text(alert, links, chart_image)
+    )
+    message.add_alternative(
+        "<html><body style='margin:0;padding:16px;font-family:sans-serif'>"
+        f"<h2>{alert.alertname} on {alert.container}</h2>"
+        + what_to_do_html(alert, links, chart_image)
+        + "</body></html>",
+        subtype="html",
+    )
+    embed_charts(message, [chart_image])
+    return message
+
+
+def html_with_inline_images(message: EmailMessage) -> str:
+    """The HTML part with every `cid:` reference replaced by its related part (a data: URI),
+    which is what a mail client does."""
+    html_part = message.get_body(preferencelist=("html",))
+    assert html_part is not None
+    text = html_part.get_content()
+    related = message.get_body(preferencelist=("related",))
+    assert related is not None, "the HTML part is not multipart/related"
+    for part in related.iter_parts():
+        if part.get_content_maintype() == "image":
+            cid = part["Content-ID"].strip("<>")
+            data = base64.b64encode(part.get_content()).decode()
+            text = text.replace(f"cid:{cid}", f"data:{part.get_content_type()};base64,{data}")
+    return text
+
+
+def find_image(screenshot: Image.Image, picture: Image.Image) -> tuple[int, int] | None:
+    """Where `picture` appears pixel for pixel in `screenshot` (by its middle row), or None."""
+    row = picture.height // 2
+    needle = picture.crop((0, row, picture.width, row + 1)).tobytes()
+    for y in range(screenshot.height):
+        line = screenshot.crop((0, y, screenshot.width, y + 1)).tobytes()
+        x = line.find(needle)
+        while x != -1 and x % 3:
+            x = line.find(needle, x + 1)
+        if x != -1:
+            return x // 3, y - row
+    return None
+
+
+def test_the_chart_in_the_mail_is_visible_in_a_browser(prometheus: Service, tmp_path: Path) -> None:
+    alert = make_alert("ContainerHighMemory", MEMORY_RULE)
+    chart = alert_chart(prometheus.url, alert, now=NOW)
+    assert chart.png is not None, chart.reason
+    sent = composed_mail(alert, ChartImage.of(chart)).as_bytes()
+    received = email.message_from_bytes(sent, policy=email.policy.default)
+    assert isinstance(received, EmailMessage)
+    page = tmp_path / "mail.html"
+    page.write_text(html_with_inline_images(received))
+    shot = tmp_path / "mail.png"
+
+    chromium(tmp_path, f"--screenshot={shot}", "--window-size=800,600", page.as_uri())
+
+    screenshot = Image.open(shot).convert("RGB")
+    assert screenshot.size == (800, 600)
+    picture = Image.open(io.BytesIO(chart.png)).convert("RGB")
+    where = find_image(screenshot, picture)
+    assert where is not None, "the chart is not in the screenshot (image not resolved?)"
+    left, top = where
+    shown = screenshot.crop((left, top, left + picture.width, top + picture.height))
+    assert shown.size == (600, 260)
+    assert shown.tobytes() == picture.tobytes()  # at its own size, not scaled or cut
+    assert pixels_of(_png(shown), SERIES_BLUE) > 400  # and not blank
+    dom = chromium(tmp_path, "--dump-dom", page.as_uri())
+    assert "docker stats web; look for a leak" in dom
+    for label in ("Silence this alert", "Silence this container for 1 h", "Graph in Prometheus"):
+        assert f">{label}</a>" in dom
+
+
+def _png(image: Image.Image) -> bytes:
+    output = io.BytesIO()
+    image.save(output, format="PNG")
+    return output.getvalue()
+
+
+def test_the_mail_carries_the_chart_inline_and_attached(prometheus: Service) -> None:
+    alert = make_alert("ContainerHighMemory", MEMORY_RULE)
+    chart_image = ChartImage.of(alert_chart(prometheus.url, alert, now=NOW))
+    message = composed_mail(alert, chart_image)
+    received = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
+    assert received.get_content_type() == "multipart/mixed"
+    (attachment,) = list(received.iter_attachments())
+    assert attachment.get_filename() == "ContainerHighMemory-web.png"
+    assert attachment.get_content() == chart_image.chart.png
+    related = received.get_body(preferencelist=("related",))
+    assert related is not None
+    inline = [part for part in related.iter_parts() if part.get_content_type() == "image/png"]
+    assert [part["Content-ID"] for part in inline] == [f"<{chart_image.cid}>"]
+    html = received.get_body(preferencelist=("html",)).get_content()
+    assert f'src="cid:{chart_image.cid}"' in html
+    text = received.get_body(preferencelist=("plain",)).get_content()
+    assert "Graph: attached as ContainerHighMemory-web.png" in text
+    assert "Silence this container for 1 h: http://alertmanager:9093/#/silences/new?filter=" in text
+
+
+def test_a_mail_without_chart_says_why_in_both_parts() -> None:
+    alert = make_alert("ContainerHighMemory", MEMORY_RULE)
+    chart_image = ChartImage.of(alert_chart(f"http://127.0.0.1:{free_port()}", alert))
+    message = composed_mail(alert, chart_image)
+    assert message.get_content_type() == "multipart/alternative"  # nothing attached
+    reason = f"graph unavailable: Prometheus at {chart_image.chart.reason.split(' at ')[1]}"
+    assert reason.endswith(" is unreachable")
+    assert reason in message.get_body(preferencelist=("plain",)).get_content()
+    assert reason in message.get_body(preferencelist=("html",)).get_content()
