@@ -15,6 +15,7 @@ import io
 import math
 import re
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -121,7 +122,8 @@ def split_condition(expr: str) -> ChartQuery:
     """The series behind an alert expression and what it is compared with.
 
     `A > 80` -> series A, threshold 80; `A > on (x) B` -> series A, threshold series B;
-    `A == 0 and on (x) B == 1` -> series A, threshold 0 (the first condition is the alert's).
+    `A == 0 and on (x) B == 1` -> series A, threshold 0 (the first condition is the alert's);
+    `(A > B) * on (x) group_left (name) C` -> as `A > B`.
     An expression without a top-level comparison is drawn as it is.
     """
     expr = _split_set_operation(expr)
@@ -143,7 +145,21 @@ def split_condition(expr: str) -> ChartQuery:
             if _NUMBER.match(right):
                 return ChartQuery(left, operator, threshold_value=float(right))
             return ChartQuery(left, operator, threshold_expr=right)
+    inner = _leading_group(expr)
+    if inner is not None:  # `(A > B) * on (x) group_left (name) info`: the condition inside
+        query = split_condition(inner)
+        if query.operator is not None:
+            return query
     return ChartQuery(expr)
+
+
+def _leading_group(expr: str) -> str | None:
+    """The inside of the parenthesis `expr` starts with, if it does."""
+    if not expr.startswith("("):
+        return None
+    outside = [index for index, _ in _top_level(expr)]
+    closing = min((index for index in outside if index > 0), default=len(expr)) - 1
+    return expr[1:closing].strip() if expr[closing] == ")" else None
 
 
 def unit_of(expr: str) -> str:
@@ -341,7 +357,7 @@ def alert_chart(
             remaining = fetch_budget - (time.monotonic() - began)
             results.append(future.result(timeout=max(remaining, 0.01)))
     except (FutureTimeout, requests.Timeout):
-        return Chart(None, f"graph unavailable: Prometheus did not answer within {budget:g} s")
+        return Chart(None, f"graph unavailable: Prometheus did not answer within {budget:.2g} s")
     except requests.ConnectionError:
         return Chart(None, f"graph unavailable: Prometheus at {base_url} is unreachable")
     except requests.RequestException as exc:
@@ -374,3 +390,42 @@ def alert_chart(
         alert_labels=alert.labels,
     )
     return Chart(png, "", filename)
+
+
+def alert_charts(
+    prometheus_url: str,
+    alerts: Sequence[Alert],
+    *,
+    window: float = DEFAULT_WINDOW_SECONDS,
+    budget: float = DEFAULT_BUDGET_SECONDS,
+    max_charts: int = 10,
+    now: float | None = None,
+) -> list[Chart]:
+    """One chart (or reason) per alert of a digest, all within one `budget`, in order.
+
+    Alerts past `max_charts`, or reached when too little of the budget is left, get a reason
+    instead: a stuck Prometheus costs the digest `budget` once, not once per alert.
+    """
+    deadline = time.monotonic() + budget
+    charts = []
+    with requests.Session() as session:
+        for index, alert in enumerate(alerts):
+            remaining = deadline - time.monotonic()
+            if index >= max_charts:
+                reason = f"graph left out: a mail carries at most {max_charts} graphs"
+                charts.append(Chart(None, reason))
+            elif remaining < RENDER_ALLOWANCE_SECONDS + 0.1:
+                reason = f"graph unavailable: the mail's {budget:g} s for graphs were spent"
+                charts.append(Chart(None, reason))
+            else:
+                charts.append(
+                    alert_chart(
+                        prometheus_url,
+                        alert,
+                        window=window,
+                        budget=remaining,
+                        now=now,
+                        session=session,
+                    )
+                )
+    return charts

@@ -21,16 +21,19 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+import requests
+import yaml
 from PIL import Image
 
 from dockpulse.local_stack import LocalStack, Service, binary
 from dockpulse.prometheus_history import prometheus_with_history
 from dockpulse_relay.alerts import Alert
-from dockpulse_relay.chart import ChartQuery, alert_chart, split_condition, unit_of
+from dockpulse_relay.chart import ChartQuery, alert_chart, alert_charts, split_condition, unit_of
 from dockpulse_relay.links import alert_links
 from dockpulse_relay.mail_parts import ChartImage, embed_charts, what_to_do_html, what_to_do_text
 from tests.helpers import free_port
 
+REPO = Path(__file__).resolve().parents[2]
 NOW = time.time()
 FIRED = NOW - 1200
 HOST = 'instance="host1:9487"'
@@ -221,6 +224,11 @@ def test_prometheus_that_does_not_answer_costs_at_most_the_budget(silent_server:
         ),
         (DOWN_RULE, ChartQuery("max by (instance, name) (container_up)", "==", threshold_value=0)),
         ("rate(x_total[5m])", ChartQuery("rate(x_total[5m])")),
+        (
+            "(max by (probe) (probe_success) == 0) * on (probe) group_left (name) info",
+            ChartQuery("max by (probe) (probe_success)", "==", threshold_value=0.0),
+        ),
+        ("(a) + (b)", ChartQuery("(a) + (b)")),
         ("sum(rate(x[1m] offset 5m)) < 0.5", ChartQuery("sum(rate(x[1m] offset 5m))", "<", 0.5)),
     ],
 )
@@ -387,3 +395,52 @@ def test_a_mail_without_chart_says_why_in_both_parts() -> None:
     assert reason.endswith(" is unreachable")
     assert reason in message.get_body(preferencelist=("plain",)).get_content()
     assert reason in message.get_body(preferencelist=("html",)).get_content()
+
+
+def test_digest_charts_each_alert_and_caps_their_number(prometheus: Service) -> None:
+    alerts = [
+        make_alert("ContainerHighMemory", MEMORY_RULE),
+        make_alert("ContainerDown", DOWN_RULE),
+        make_alert("ContainerHighMemory", MEMORY_RULE, container="other"),
+    ]
+    charts = alert_charts(prometheus.url, alerts, max_charts=2, now=NOW)
+    assert [chart.png is not None for chart in charts] == [True, True, False]
+    assert charts[2].reason == "graph left out: a mail carries at most 2 graphs"
+
+
+def test_digest_charts_share_one_budget_when_prometheus_is_stuck(silent_server: str) -> None:
+    alerts = [make_alert("ContainerHighMemory", MEMORY_RULE, container=f"c{n}") for n in range(4)]
+    began = time.monotonic()
+    charts = alert_charts(silent_server, alerts, budget=1.5)
+    elapsed = time.monotonic() - began
+    assert [chart.reason for chart in charts] == [
+        "graph unavailable: Prometheus did not answer within 1.5 s",
+        *["graph unavailable: the mail's 1.5 s for graphs were spent"] * 3,
+    ]
+    assert elapsed < 1.5 + 0.5  # once, not four times
+
+
+RULES = {
+    rule["alert"]: rule["expr"]
+    for path in sorted((REPO / "prometheus" / "rules").glob("*.yml"))
+    for group in yaml.safe_load(path.read_text())["groups"]
+    for rule in group["rules"]
+    if "alert" in rule
+}
+
+
+@pytest.mark.parametrize("alertname", sorted(RULES))
+def test_every_alert_rule_gives_queries_prometheus_accepts(
+    prometheus: Service, alertname: str
+) -> None:
+    """The series (and threshold) cut from each of our alert expressions are valid PromQL."""
+    query = split_condition(RULES[alertname])
+    assert query.operator is not None, "no comparison found: no threshold to draw"
+    assert query.threshold_value is not None or query.threshold_expr
+    for expr in filter(None, (query.series, query.threshold_expr)):
+        answer = requests.get(
+            f"{prometheus.url}/api/v1/query_range",
+            params={"query": expr, "start": NOW - 600, "end": NOW, "step": "60"},
+            timeout=10,
+        ).json()
+        assert answer["status"] == "success", f"{expr}: {answer.get('error')}"
