@@ -284,6 +284,8 @@ def render(
     if fired_at is not None and start <= fired_at <= end:
         axes.axvline(fired_at, color=FIRED_COLOUR, linewidth=1.4)
         axes.plot([], [], color=FIRED_COLOUR, label=f"fired {fired_at:%H:%M:%S}")
+    elif fired_at is not None and fired_at < start:
+        axes.plot([], [], color=FIRED_COLOUR, label=f"firing since {fired_at:%Y-%m-%d %H:%M}")
     axes.set_xlim(start, end)
     axes.xaxis.set_major_formatter(DateFormatter("%H:%M"))
     axes.set_xlabel(f"{start:%Y-%m-%d} UTC", fontsize=8)
@@ -294,7 +296,7 @@ def render(
     elif unit == "seconds":
         axes.yaxis.set_major_formatter(EngFormatter(unit="s"))
     axes.set_ylabel(
-        {"bytes": "memory", "percent": "percent", "seconds": "time"}.get(unit, ""), fontsize=8
+        {"bytes": "bytes", "percent": "percent", "seconds": "seconds"}.get(unit, ""), fontsize=8
     )
     axes.tick_params(labelsize=8)
     axes.grid(True, alpha=0.3)

@@ -120,6 +120,14 @@ def test_chart_shows_the_series_the_threshold_and_the_firing_moment(prometheus: 
     assert pixels_of(chart.png, FIRED_AMBER) > 150
 
 
+def test_an_alert_firing_since_before_the_window_has_no_firing_line(prometheus: Service) -> None:
+    alert = make_alert("ContainerHighMemory", MEMORY_RULE)
+    alert = Alert(**{**alert.__dict__, "starts_at": "2020-01-01T00:00:00+00:00"})
+    chart = alert_chart(prometheus.url, alert, now=NOW)
+    assert chart.png is not None
+    assert 0 < pixels_of(chart.png, FIRED_AMBER) < 100  # the legend's "firing since", no line
+
+
 def test_chart_draws_only_the_alerts_container(prometheus: Service) -> None:
     """Both containers' series come back; only web's (one line) is drawn."""
     one = alert_chart(prometheus.url, make_alert("ContainerHighMemory", MEMORY_RULE), now=NOW)
