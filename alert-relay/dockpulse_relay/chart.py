@@ -307,6 +307,12 @@ def render(
     return output.getvalue()
 
 
+def _check_positive(**settings: float) -> None:
+    for name, value in settings.items():
+        if not value > 0:
+            raise ValueError(f"chart {name} must be greater than 0, got {value!r}")
+
+
 def _title(alert: Alert) -> str:
     where = f" · {alert.container}" if alert.container else ""
     return f"{alert.alertname}{where}"
@@ -334,6 +340,7 @@ def alert_chart(
     Never takes much longer than `budget` seconds: both queries run at once and are abandoned
     when the budget (less a moment kept for drawing) is spent.
     """
+    _check_positive(window=window, budget=budget)
     began = time.monotonic()
     filename = f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', _title(alert).replace(' · ', '-'))}.png"
     expr = expression_from_generator_url(alert.generator_url)
@@ -408,6 +415,7 @@ def alert_charts(
     Alerts past `max_charts`, or reached when too little of the budget is left, get a reason
     instead: a stuck Prometheus costs the digest `budget` once, not once per alert.
     """
+    _check_positive(window=window, budget=budget, max_charts=max_charts)
     deadline = time.monotonic() + budget
     charts = []
     with requests.Session() as session:

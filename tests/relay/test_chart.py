@@ -452,3 +452,10 @@ def test_every_alert_rule_gives_queries_prometheus_accepts(
             timeout=10,
         ).json()
         assert answer["status"] == "success", f"{expr}: {answer.get('error')}"
+
+
+@pytest.mark.parametrize("setting", ["window", "budget"])
+def test_a_setting_that_is_not_positive_is_named(setting: str) -> None:
+    alert = make_alert("ContainerHighMemory", MEMORY_RULE)
+    with pytest.raises(ValueError, match=f"^chart {setting} must be greater than 0, got 0$"):
+        alert_chart("http://127.0.0.1:9", alert, **{setting: 0})
