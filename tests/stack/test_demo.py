@@ -10,11 +10,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 import requests
 
+from dockpulse_stack.compose import Stack
 from dockpulse_stack.demo import ENGINE_MARKER, stop_started_engine
 from dockpulse_stack.demo_secrets import RECORD_VOLUME
 from dockpulse_stack.engine import Engine, start_private_dockerd
@@ -119,3 +121,29 @@ def test_down_stops_the_engine_it_started_and_leaves_nothing() -> None:
     finally:
         engine.stop()
         shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def test_a_service_that_is_not_healthy_is_named_with_its_health_check_and_log(
+    engine: Engine, busybox: str, tmp_path: Path
+) -> None:
+    project = f"dp-unhealthy-{uuid.uuid4().hex[:8]}"
+    labels = [f"--label=com.docker.compose.project={project}"]
+    labels += ["--label=com.docker.compose.service=webapp"]
+    health = ["--health-cmd=echo database refused the password; exit 1"]
+    health += ["--health-interval=1s", "--health-retries=1"]
+    command = ["sh", "-c", "echo starting; echo password authentication failed; sleep 600"]
+    container = docker(engine, "run", "-d", "--network=none", *labels, *health, busybox, *command)[
+        0
+    ]
+    try:
+        stack = Stack(engine.host, tmp_path / "compose.env", project=project)
+        deadline = time.monotonic() + 30
+        while "unhealthy" not in (report := "\n".join(stack.not_ready())):
+            assert time.monotonic() < deadline, report
+            time.sleep(0.5)
+        assert stack.services() == {"webapp": False}
+        assert "running, unhealthy" in report
+        assert "last health check (exit 1): database refused the password" in report
+        assert "password authentication failed" in report  # the log's tail
+    finally:
+        docker(engine, "rm", "-f", container)
