@@ -14,11 +14,12 @@ from prometheus_client.process_collector import ProcessCollector
 from dockpulse.service import service_parser, setup_logging, stop_on_signals
 from dockpulse.settings import ConfigError, exit_with_config_error, split_listen_address
 from dockpulse_exporter.cgroups import CgroupReader, read_machine
-from dockpulse_exporter.collector import ContainerCollector, ExporterCollector
+from dockpulse_exporter.collector import ContainerMetrics, ExporterCollector
 from dockpulse_exporter.config import DEFAULT_LISTEN_ADDRESS, ExporterConfig, load_config
 from dockpulse_exporter.docker_watch import DockerWatcher
 from dockpulse_exporter.exposition import Exposition
 from dockpulse_exporter.http import make_server
+from dockpulse_exporter.machine import FilesystemSampler
 from dockpulse_exporter.probes import ProbeRunner
 from dockpulse_exporter.sampler import Sampler
 
@@ -49,26 +50,40 @@ class Exporter:
             config.docker_host, config.resync_interval, on_change=self._on_docker_change
         )
         self.probes = ProbeRunner(config.probes)
-        containers = CollectorRegistry(auto_describe=False)
-        containers.register(
-            ContainerCollector(lambda: self.sampler.snapshot, config.container_labels)
-        )
+        container_metrics = ContainerMetrics(config.container_labels)
         rest = CollectorRegistry(auto_describe=False)
         rest.register(
             ExporterCollector(
                 snapshot=lambda: self.sampler.snapshot,
                 probe_results=self.probes.results,
-                errors_total=lambda: self.watcher.errors_total + self.sampler.errors_total,
+                errors_total=lambda: (
+                    self.watcher.errors_total
+                    + self.sampler.errors_total
+                    + self.filesystem.errors_total
+                ),
                 machine=read_machine(config.proc_root),
+                phases=lambda: self.exposition.phase_seconds,
             )
         )
         ProcessCollector(registry=rest)
-        self.exposition = Exposition(containers, rest)
+        self.exposition = Exposition(
+            lambda: container_metrics.families(self.sampler.snapshot), rest
+        )
+        cgroups = CgroupReader(config.cgroup_root, config.proc_root)
+        self.filesystem = FilesystemSampler(
+            self.watcher,
+            cgroups.devices,
+            config.filesystem_interval,
+            config.docker_root_dir,
+            config.proc_root,
+        )
         self.sampler = Sampler(
             self.watcher,
-            CgroupReader(config.cgroup_root, config.proc_root),
+            cgroups,
             config.refresh_interval,
             on_refresh=self.exposition.update_containers,
+            filesystem=self.filesystem,
+            proc_root=config.proc_root,
         )
         self.server = make_server(self.host, self.port, self.exposition)
 
@@ -76,7 +91,11 @@ class Exporter:
         self.sampler.request_refresh()
 
     def start(self) -> None:
-        for name, target in (("docker-watch", self.watcher.run), ("sampler", self.sampler.run)):
+        for name, target in (
+            ("docker-watch", self.watcher.run),
+            ("sampler", self.sampler.run),
+            ("filesystem", self.filesystem.run),
+        ):
             threading.Thread(target=target, name=name, daemon=True).start()
         self.probes.start()
 
@@ -88,6 +107,7 @@ class Exporter:
     def stop(self) -> None:
         self.watcher.stop()
         self.sampler.stop()
+        self.filesystem.stop()
         self.probes.stop()
         self.server.shutdown()
 

@@ -1,76 +1,75 @@
-"""Prometheus text format (0.0.4), rendered fast enough for hundreds of containers.
+"""What `/metrics` serves, built in the background so a scrape only copies bytes.
 
-`prometheus_client.generate_latest` formats every label set of every sample anew; a container's
-label set repeats on ~40 series, so this renderer formats each distinct label set once per
-render. Its output is byte-for-byte that of `generate_latest` (a test holds it to that).
+The container part (almost all of it) is rendered and gzip-compressed by the sampler's thread
+after each refresh, then swapped in as one immutable pair; a scrape meanwhile serves the previous
+pair. The small rest (exporter health, probes, process) is rendered per scrape. gzip members
+concatenate into one valid stream, so the two parts are compressed separately.
 """
 
 from __future__ import annotations
 
-import gzip
-import threading
+import time
+import zlib
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
+from dockpulse_exporter.families import Family, escape_help, escape_label_value, render_families
+
 TYPE_NAMES = {"unknown": "untyped", "gaugehistogram": "histogram", "stateset": "gauge"}
+GZIP_LEVEL = 1
 
 
-def _escape_label_value(value: str) -> str:
-    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+def gzip_member(data: bytes, level: int = GZIP_LEVEL) -> bytes:
+    """One gzip member (what gzip.compress makes, without its per-call overhead)."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+    return compressor.compress(data) + compressor.flush()
 
 
 def render(registry: CollectorRegistry) -> bytes:
-    """Every metric in `registry` as text exposition format."""
+    """Every metric in a (small) registry as text exposition format, as generate_latest."""
     lines: list[str] = []
-    label_strings: dict[tuple[tuple[str, str], ...], str] = {}
-    pair_strings: dict[tuple[str, str], str] = {}
     for metric in registry.collect():
         name = metric.name + "_total" if metric.type == "counter" else metric.name
         kind = TYPE_NAMES.get(metric.type, metric.type)
         if metric.type == "info":
             name, kind = metric.name + "_info", "gauge"
-        doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
-        lines.append(f"# HELP {name} {doc}\n# TYPE {name} {kind}\n")
+        lines.append(f"# HELP {name} {escape_help(metric.documentation)}\n# TYPE {name} {kind}\n")
         for sample in metric.samples:
-            key = tuple(sample.labels.items())
-            labels = label_strings.get(key)
-            if labels is None:
-                formatted = []
-                for pair in sorted(key):
-                    text = pair_strings.get(pair)
-                    if text is None:
-                        text = pair_strings[pair] = f'{pair[0]}="{_escape_label_value(pair[1])}"'
-                    formatted.append(text)
-                labels = label_strings[key] = "{" + ",".join(formatted) + "}" if formatted else ""
+            labels = ",".join(
+                f'{k}="{escape_label_value(v)}"' for k, v in sorted(sample.labels.items())
+            )
+            labels = "{" + labels + "}" if labels else ""
             lines.append(f"{sample.name}{labels} {floatToGoString(sample.value)}\n")
     return "".join(lines).encode()
 
 
 class Exposition:
-    """What `/metrics` serves: container metrics rendered in the background after each
-    refresh, plus the small rest (exporter health, probes, process) rendered per scrape.
+    """The container part is swapped in whole by `update_containers`; `body` never waits for a
+    render (only for a pointer copy)."""
 
-    Both parts are kept gzip-compressed too; gzip members concatenate into one valid stream.
-    """
-
-    def __init__(self, containers: CollectorRegistry, rest: CollectorRegistry) -> None:
+    def __init__(self, containers: Callable[[], list[Family]], rest: CollectorRegistry) -> None:
         self._containers = containers
         self._rest = rest
-        self._lock = threading.Lock()
-        self._container_body = (b"", gzip.compress(b""))
+        self._container_body = (b"", gzip_member(b""))
+        self.phase_seconds: dict[str, float] = {"render": 0.0, "compress": 0.0}
 
     def update_containers(self) -> None:
-        """Render the container part; called by the sampler after every refresh."""
-        body = render(self._containers)
-        compressed = gzip.compress(body, compresslevel=1)
-        with self._lock:
-            self._container_body = (body, compressed)
+        """Render and compress the container part; called by the sampler after every refresh."""
+        started = time.perf_counter()
+        body = render_families(self._containers()).encode()
+        rendered = time.perf_counter()
+        compressed = gzip_member(body)
+        self._container_body = (body, compressed)  # one reference swap: atomic
+        self.phase_seconds = {
+            "render": rendered - started,
+            "compress": time.perf_counter() - rendered,
+        }
 
     def body(self, gzipped: bool = False) -> bytes:
-        with self._lock:
-            plain, compressed = self._container_body
+        plain, compressed = self._container_body
         rest = render(self._rest)
         if gzipped:
-            return gzip.compress(rest, compresslevel=1) + compressed
+            return gzip_member(rest) + compressed
         return rest + plain

@@ -5,16 +5,21 @@ from __future__ import annotations
 from tests.helpers import wait_until
 
 
+def container_id(cgroup_id: str) -> str:
+    """The container id in a cgroup path (/docker/<id> or .../docker-<id>.scope)."""
+    return cgroup_id.rsplit("/", 1)[-1].removeprefix("docker-").removesuffix(".scope")
+
+
 def ids_by_name(samples) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for name, labels, _ in samples:
         if name == "container_up":
-            found.setdefault(labels["name"], set()).add(labels["id"])
+            found.setdefault(labels["name"], set()).add(container_id(labels["id"]))
     return found
 
 
 def series_ids(samples) -> set[str]:
-    return {labels["id"] for _, labels, _ in samples if "id" in labels}
+    return {container_id(labels["id"]) for _, labels, _ in samples if "id" in labels}
 
 
 def test_churn_leaves_no_stale_series(exporter, run_container) -> None:
