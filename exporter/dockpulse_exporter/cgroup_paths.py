@@ -8,8 +8,8 @@ Layouts covered (each has a golden file tree in the tests):
   found through the container's `/proc/<pid>/cgroup`;
 - the exporter in its own container with a private cgroup namespace (v2): `/proc/<pid>/cgroup`
   is then relative to the exporter's namespace (`0::/../docker-<id>.scope`), and so is the root
-  of the host's cgroup mount in `/proc/self/mountinfo` (`/../..`); both are resolved against
-  each other, so the mount's real root never needs to be known.
+  of the host's cgroup mount in `/proc/self/mountinfo` (`/../..`); the two are resolved
+  against each other (`relative_to_mount`).
 
 The `id` label is the path relative to the mounted cgroup root, which is what cAdvisor exports.
 """
@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 V1_CONTROLLERS = ("cpuacct", "cpu", "memory", "blkio")
-# Stands in for the exporter's own (unknown) cgroup when resolving namespace-relative paths.
-_ANCHOR = "/" + "/".join(["ns"] * 64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +70,49 @@ def mount_roots(mountinfo: str, cgroup_root: Path) -> dict[str, str]:
     return roots
 
 
-def relative_to_mount(cgroup_path: str, mount_root: str) -> str | None:
-    """`cgroup_path` (from /proc/<pid>/cgroup) relative to a mount showing `mount_root`; both
-    are in the reader's cgroup-namespace coordinates. None when the cgroup is not below it."""
-    path = posixpath.normpath(_ANCHOR + "/" + cgroup_path)
-    root = posixpath.normpath(_ANCHOR + "/" + mount_root)
-    relative = posixpath.relpath(path, root)
-    return None if relative == ".." or relative.startswith("../") else relative
+def _split(path: str) -> tuple[int, list[str]]:
+    """A namespace-relative cgroup path as (levels up, components down)."""
+    ups, down = 0, []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if down:
+                down.pop()
+            else:
+                ups += 1
+        else:
+            down.append(part)
+    return ups, down
+
+
+def relative_to_mount(cgroup_path: str, mount_root: str, base: Path) -> str | None:
+    """`cgroup_path` (from /proc/<pid>/cgroup) relative to the cgroup mount at `base`, whose
+    root mountinfo shows as `mount_root`; both are in the reader's cgroup-namespace
+    coordinates. None when the cgroup is not below the mount.
+
+    In a private namespace the mount of the host's tree shows as `/../..` (the namespace root
+    is two levels down), and a sibling container as `/../docker-<id>.scope`: the part of the
+    path above the namespace root that the two do not share is not written anywhere, so it is
+    found by looking for the one directory of the mount where the rest of the path exists.
+    """
+    path_ups, path_down = _split(cgroup_path)
+    mount_ups, mount_down = _split(mount_root)
+    if mount_down:
+        if mount_ups or path_ups or path_down[: len(mount_down)] != mount_down:
+            return None
+        return "/".join(path_down[len(mount_down) :]) or "."
+    if path_ups > mount_ups:
+        return None
+    unknown = mount_ups - path_ups  # namespace-root ancestors between mount root and path
+    down = "/".join(path_down)
+    if unknown == 0:
+        return down or "."
+    pattern = "/".join(["*"] * unknown + ([down] if down else []))
+    matches = [m for m in base.glob(pattern) if m.is_dir()]
+    if len(matches) != 1:
+        return None
+    return matches[0].relative_to(base).as_posix()
 
 
 class CgroupLocator:
@@ -120,7 +154,8 @@ class CgroupLocator:
             for controller in controllers.split(",") if controllers else [""]:
                 if controller not in wanted:
                     continue
-                relative = relative_to_mount(path, self.mount_roots.get(controller, "/"))
+                base = self._controller_dir(controller, ".")
+                relative = relative_to_mount(path, self.mount_roots.get(controller, "/"), base)
                 if relative is None:
                     continue
                 directories[controller] = self._controller_dir(controller, relative)

@@ -251,3 +251,20 @@ def test_machine_wide_root_cgroup_series(exporter) -> None:
     assert interfaces and "lo" not in interfaces
     # The root series is no container: no state series for it.
     assert value(samples, "container_up", id="/") is None
+
+
+def test_stats_api_fallback_is_counted_and_logged_once(
+    start_exporter, run_container, tmp_path: Path
+) -> None:
+    # No cgroup tree where the exporter looks: every container goes through Docker's stats API.
+    (tmp_path / "no-cgroups").mkdir()
+    exporter = start_exporter(cgroup_root=str(tmp_path / "no-cgroups"))
+    sleeper = run_container("sleep 300")
+    samples = wait_for_samples(
+        exporter.scrape,
+        lambda s: value(s, "container_memory_usage_bytes", name=sleeper.name) is not None,
+    )
+    assert value(samples, "dockpulse_stats_api_containers") >= 1
+    time.sleep(1.5)  # several refreshes at 300 ms
+    lines = [line for line in exporter.service.log.read_text().splitlines() if sleeper.name in line]
+    assert len(lines) == 1 and "stats API" in lines[0]
