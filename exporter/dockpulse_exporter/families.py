@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from math import copysign
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
@@ -27,12 +28,15 @@ class LabelSet:
     """One series' base labels (name, id, image, container_label_*), formatted once; extra
     labels (cpu, device, interface, state...) are merged in their sorted place and cached."""
 
-    __slots__ = ("_cache", "items", "plain")
+    __slots__ = ("_cache", "items", "lines", "plain")
 
     def __init__(self, items: tuple[tuple[str, str], ...]) -> None:
         self.items = items
         self.plain = self._format(items)
         self._cache: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
+        # (family, extra label values) -> (value, its line): a value that did not change since
+        # the last render reuses its line.
+        self.lines: dict[tuple[str, tuple[str, ...]], tuple[float, str]] = {}
 
     @staticmethod
     def _format(items: Iterable[tuple[str, str]]) -> str:
@@ -72,12 +76,17 @@ class Family:
         name = self.name + "_total" if self.kind == "counter" else self.name
         out.append(f"# HELP {name} {escape_help(self.help)}\n# TYPE {name} {self.kind}\n")
         extra = self.extra
-        if extra:
-            for labels, values, value in self.rows:
-                out.append(f"{name}{labels.text(extra, values)} {floatToGoString(value)}\n")
-        else:
-            for labels, _, value in self.rows:
-                out.append(f"{name}{labels.plain} {floatToGoString(value)}\n")
+        append = out.append
+        for labels, values, value in self.rows:
+            key = (name, values)
+            cached = labels.lines.get(key)
+            if cached is not None and _same(cached[0], value):
+                append(cached[1])
+                continue
+            text = labels.text(extra, values) if extra else labels.plain
+            line = f"{name}{text} {floatToGoString(value)}\n"
+            labels.lines[key] = (value, line)
+            append(line)
 
     def to_metric(self) -> Metric:
         """The same family as prometheus_client's Metric (for registries and the tests)."""
@@ -87,6 +96,11 @@ class Family:
         for labels, values, value in self.rows:
             metric.add_sample(sample_name, labels.as_dict(self.extra, values), value)
         return metric
+
+
+def _same(old: float, new: float) -> bool:
+    """Same text: equal, and not 0.0 against -0.0 (NaN is never equal, so re-rendered)."""
+    return old == new and (bool(new) or copysign(1.0, old) == copysign(1.0, new))
 
 
 def render_families(families: Iterable[Family]) -> str:

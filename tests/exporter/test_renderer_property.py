@@ -74,3 +74,15 @@ class _Static:
 
     def collect(self):
         return iter(self.metrics)
+
+
+@settings(max_examples=200, deadline=None)
+@given(first=ANY_VALUE, second=ANY_VALUE, extra=ANY_TEXT)
+def test_cached_lines_follow_value_changes(first, second, extra) -> None:
+    labels = LabelSet((("name", "a"),))
+    for value in (first, second, second):
+        family = Family("m", "gauge", "doc", ("device",))
+        family.add(labels, value, extra)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Static([family.to_metric()]))
+        assert render_families([family]).encode() == generate_latest(registry)
