@@ -85,7 +85,13 @@ class Exporter:
             filesystem=self.filesystem,
             proc_root=config.proc_root,
         )
-        self.server = make_server(self.host, self.port, self.exposition)
+        self.server = make_server(
+            self.host,
+            self.port,
+            self.exposition,
+            config.http_read_timeout,
+            config.http_max_connections,
+        )
 
     def _on_docker_change(self) -> None:
         self.sampler.request_refresh()

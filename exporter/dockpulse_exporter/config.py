@@ -22,6 +22,8 @@ ENVIRONMENT = {
     "EXPORTER_PROC_ROOT": "proc_root",
     "EXPORTER_DOCKER_ROOT_DIR": "docker_root_dir",
     "EXPORTER_FILESYSTEM_INTERVAL": "filesystem_interval",
+    "EXPORTER_HTTP_READ_TIMEOUT": "http_read_timeout",
+    "EXPORTER_HTTP_MAX_CONNECTIONS": "http_max_connections",
 }
 COMPOSE_LABELS = "com.docker.compose.*"
 
@@ -85,6 +87,8 @@ class ExporterConfig(BaseModel):
         default_factory=LabelFilter
     )
     probes: list[Probe] = Field(default_factory=list)
+    http_read_timeout: Duration = 10.0  # a connection must send its request within this
+    http_max_connections: int = Field(default=32, ge=1)  # served at once; more are closed
 
     @model_validator(mode="after")
     def _unique_probe_names(self) -> ExporterConfig:
