@@ -59,6 +59,8 @@ class OpenFiles:
 
     def __init__(self, paths: dict[str, Path]) -> None:
         self.fds: dict[str, int] = {}
+        # The raw contents of the last read and their Usage: unchanged files, same Usage.
+        self.last: tuple[tuple[bytes | None, ...], Usage] | None = None
         try:
             for name, path in paths.items():
                 self.fds[name] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -66,8 +68,8 @@ class OpenFiles:
             self.close()
             raise
 
-    def read(self, name: str) -> bytes:
-        return os.pread(self.fds[name], READ_SIZE, 0)
+    def read_all(self) -> dict[str, bytes]:
+        return {name: os.pread(fd, READ_SIZE, 0) for name, fd in self.fds.items()}
 
     def close(self) -> None:
         for fd in self.fds.values():
@@ -152,16 +154,27 @@ class CgroupReader:
         if files is None:
             return None
         try:
-            usage = self._read_v2(files) if self.unified else self._read_v1(files)
-        except (OSError, ValueError, IndexError):
+            raw = files.read_all()
+        except OSError:
             self.release(container.id)
             return None
+        network = None
         if container.network_mode != "host" and container.pid > 0:
-            usage.network = self._read_network(container)
+            network = self._read_network(container)
+        key = (*raw.values(), network)
+        if files.last is not None and files.last[0] == key:
+            return files.last[1]  # nothing changed (an idle container): nothing to parse
+        try:
+            usage = self._parse_v2(raw) if self.unified else self._parse_v1(raw)
+            usage.network = parse_net_dev(network) if network else {}
+        except (ValueError, IndexError):
+            self.release(container.id)
+            return None
+        files.last = (key, usage)
         return usage
 
-    def _read_network(self, container: Container) -> dict[str, NetworkCounters]:
-        """Network counters via the container's init process; {} when not visible here."""
+    def _read_network(self, container: Container) -> bytes | None:
+        """The container's net/dev via its init process; None when not visible here."""
         network = self._network.get(container.id)
         if network is None or network[0] != container.pid:
             if network is not None:
@@ -171,12 +184,12 @@ class CgroupReader:
             try:
                 network = (container.pid, os.open(path, os.O_RDONLY | os.O_CLOEXEC))
             except OSError:
-                return {}
+                return None
             self._network[container.id] = network
         try:
-            return parse_net_dev(os.pread(network[1], READ_SIZE, 0))
-        except (OSError, ValueError, IndexError):
-            return {}
+            return os.pread(network[1], READ_SIZE, 0)
+        except OSError:
+            return None
 
     def _open(self, container: Container) -> OpenFiles | None:
         location = self.locator.locate(container.id, container.pid, container.cgroup_parent)
@@ -218,15 +231,15 @@ class CgroupReader:
                 device = self.devices.name(parts[0].decode())
                 target[device] = target.get(device, 0) + int(parts[2])
 
-    def _read_v1(self, files: OpenFiles) -> Usage:
-        cpu_times = _keyed(files.read("cpuacct.stat"))
-        cfs = _keyed(files.read("cpu.stat"))
-        memory_stat = files.read("memory.stat")
-        memory_usage = int(files.read("memory.usage_in_bytes"))
+    def _parse_v1(self, raw: dict[str, bytes]) -> Usage:
+        cpu_times = _keyed(raw["cpuacct.stat"])
+        cfs = _keyed(raw["cpu.stat"])
+        memory_stat = raw["memory.stat"]
+        memory_usage = int(raw["memory.usage_in_bytes"])
         inactive_file = _pick(memory_stat, b"total_inactive_file")
-        peak = "memory.max_usage_in_bytes" in files.fds
+        peak = raw.get("memory.max_usage_in_bytes")
         usage = Usage(
-            cpu_usage_seconds=int(files.read("cpuacct.usage")) / 1e9,
+            cpu_usage_seconds=int(raw["cpuacct.usage"]) / 1e9,
             cpu_user_seconds=cpu_times.get(b"user", 0) / USER_HZ,
             cpu_system_seconds=cpu_times.get(b"system", 0) / USER_HZ,
             cfs_periods=cfs.get(b"nr_periods", 0),
@@ -237,23 +250,19 @@ class CgroupReader:
             memory_rss_bytes=_pick(memory_stat, b"total_rss"),
             memory_cache_bytes=_pick(memory_stat, b"total_cache"),
             memory_swap_bytes=_pick(memory_stat, b"total_swap"),
-            memory_max_usage_bytes=int(files.read("memory.max_usage_in_bytes")) if peak else None,
+            memory_max_usage_bytes=int(peak) if peak is not None else None,
         )
-        self._blkio(
-            files.read("blkio.throttle.io_service_bytes_recursive"),
-            usage.io_read_bytes,
-            usage.io_write_bytes,
-        )
-        self._blkio(
-            files.read("blkio.throttle.io_serviced_recursive"), usage.io_reads, usage.io_writes
-        )
+        service_bytes = raw["blkio.throttle.io_service_bytes_recursive"]
+        self._blkio(service_bytes, usage.io_read_bytes, usage.io_write_bytes)
+        serviced = raw["blkio.throttle.io_serviced_recursive"]
+        self._blkio(serviced, usage.io_reads, usage.io_writes)
         return usage
 
-    def _read_v2(self, files: OpenFiles) -> Usage:
-        cpu = _keyed(files.read("cpu.stat"))
-        memory_stat = _keyed(files.read("memory.stat"))
-        memory_usage = int(files.read("memory.current"))
-        fds = files.fds
+    def _parse_v2(self, raw: dict[str, bytes]) -> Usage:
+        cpu = _keyed(raw["cpu.stat"])
+        memory_stat = _keyed(raw["memory.stat"])
+        memory_usage = int(raw["memory.current"])
+        swap, peak = raw.get("memory.swap.current"), raw.get("memory.peak")
         usage = Usage(
             cpu_usage_seconds=cpu.get(b"usage_usec", 0) / 1e6,
             cpu_user_seconds=cpu.get(b"user_usec", 0) / 1e6,
@@ -265,13 +274,11 @@ class CgroupReader:
             memory_working_set_bytes=max(memory_usage - memory_stat.get(b"inactive_file", 0), 0),
             memory_rss_bytes=memory_stat.get(b"anon", 0),
             memory_cache_bytes=memory_stat.get(b"file", 0),
-            memory_swap_bytes=int(files.read("memory.swap.current"))
-            if "memory.swap.current" in fds
-            else 0,
-            memory_max_usage_bytes=int(files.read("memory.peak")) if "memory.peak" in fds else None,
+            memory_swap_bytes=int(swap) if swap is not None else 0,
+            memory_max_usage_bytes=int(peak) if peak is not None else None,
         )
-        if "io.stat" in fds:
-            for line in files.read("io.stat").decode().splitlines():
+        if "io.stat" in raw:
+            for line in raw["io.stat"].decode().splitlines():
                 device, *pairs = line.split()
                 fields = dict(pair.split("=", 1) for pair in pairs)
                 name = self.devices.name(device)

@@ -20,7 +20,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from dockpulse_exporter.config import LabelFilter
-from dockpulse_exporter.families import Family, LabelSet
+from dockpulse_exporter.families import Family, LabelSet, Row
 from dockpulse_exporter.model import Container, Filesystem, Snapshot, Usage
 from dockpulse_exporter.probes import ProbeResult
 
@@ -96,6 +96,8 @@ class ContainerMetrics:
 
     def __init__(self, label_filter: LabelFilter | None = None) -> None:
         self.label_sets = LabelSets(label_filter or LabelFilter())
+        self._state_cache: dict[str, tuple[Container, LabelSet, list[list[Row]]]] = {}
+        self._usage_cache: dict[LabelSet, tuple[tuple[object, ...], list[list[Row]]]] = {}
 
     def families(self, snapshot: Snapshot) -> list[Family]:
         samples = snapshot.samples
@@ -167,151 +169,179 @@ class ContainerMetrics:
             )
             for kind, label in THRESHOLD_LABELS.items()
         }
-        for sample, labels in zip(samples, label_sets, strict=False):
-            c: Container = sample.container
-            up.add(labels, 1 if c.running else 0)
-            for name in CONTAINER_STATES:
-                state.add(labels, 1 if c.state == name else 0, name)
-            restarts.add(labels, c.restart_count)
-            exit_code.add(labels, c.exit_code)
-            oom.add(labels, 1 if c.oom_killed else 0)
-            for status in HEALTH_STATUSES:
-                health.add(labels, 1 if c.health == status else 0, status)
-            if c.started_at > 0:
-                start.add(labels, c.started_at)
-            memory_limit.add(labels, c.memory_limit_bytes)
-            reservation.add(labels, c.memory_reservation_bytes)
-            if c.cpu_quota_us > 0:
-                cpu_quota.add(labels, c.cpu_quota_us)
-                cpu_period.add(labels, c.cpu_period_us)
-            expected.add(labels, 0 if _is_false(c.labels.get(EXPECT_RUNNING_LABEL)) else 1)
-            for kind, docker_label in THRESHOLD_LABELS.items():
-                value = _percent(c, docker_label)
-                if value is not None:
-                    thresholds[kind].add(labels, value)
-        return [
+        families = [
             *(up, state, restarts, exit_code, oom, health, start, memory_limit, reservation),
             *(cpu_quota, cpu_period, expected, *thresholds.values()),
         ]
+        # A container's state rows change only when Docker's view of it (a new Container) or
+        # its labels do: reuse them otherwise.
+        cache: dict[str, tuple[Container, LabelSet, list[list[Row]]]] = {}
+        for sample, labels in zip(samples, label_sets, strict=False):
+            c: Container = sample.container
+            cached = self._state_cache.get(c.id)
+            if cached is None or cached[0] is not c or cached[1] is not labels:
+                cached = (c, labels, _state_rows(c, labels))
+            cache[c.id] = cached
+            for family, rows in zip(families, cached[2], strict=True):
+                if rows:
+                    family.rows += rows
+        self._state_cache = cache
+        return families
 
-    @staticmethod
     def _usage(
+        self,
         rows: list[tuple[LabelSet, Usage, float, int | None, bool]],
         filesystem: Filesystem | None,
         io_current: int,
     ) -> list[Family]:
-        def counter(name: str, doc: str, *extra: str) -> Family:
-            return Family(name, "counter", doc, extra)
-
-        def gauge(name: str, doc: str, *extra: str) -> Family:
-            return Family(name, "gauge", doc, extra)
-
-        cpu_total = counter("container_cpu_usage_seconds", "Total CPU time consumed.", "cpu")
-        cpu_user = counter("container_cpu_user_seconds", "User CPU time.")
-        cpu_system = counter("container_cpu_system_seconds", "System CPU time.")
-        cfs_periods = counter("container_cpu_cfs_periods", "Elapsed CFS periods.")
-        cfs_throttled = counter("container_cpu_cfs_throttled_periods", "Throttled CFS periods.")
-        cfs_seconds = counter(
-            "container_cpu_cfs_throttled_seconds", "Time the container was throttled."
-        )
-        memory_usage = gauge("container_memory_usage_bytes", "Memory usage incl. cache.")
-        working_set = gauge(
-            "container_memory_working_set_bytes", "Memory usage minus inactive file cache."
-        )
-        rss = gauge("container_memory_rss", "Anonymous memory (RSS).")
-        cache = gauge("container_memory_cache", "Page cache memory.")
-        swap = gauge("container_memory_swap", "Swap used.")
-        max_usage = gauge("container_memory_max_usage_bytes", "Peak memory usage.")
-        last_seen = gauge("container_last_seen", "Last time the container was seen (unix).")
-        read_bytes = counter("container_fs_reads_bytes", "Bytes read from block devices.", "device")
-        write_bytes = counter(
-            "container_fs_writes_bytes", "Bytes written to block devices.", "device"
-        )
-        reads = counter("container_fs_reads", "Completed reads from block devices.", "device")
-        writes = counter("container_fs_writes", "Completed writes to block devices.", "device")
-        fs_usage = gauge(
-            "container_fs_usage_bytes",
-            "Bytes used by the container's writable layer on the filesystem (host: in all).",
-            "device",
-        )
-        fs_limit = gauge(
-            "container_fs_limit_bytes", "Bytes the container's filesystem can hold.", "device"
-        )
-        inodes_free = gauge("container_fs_inodes_free", "Free inodes.", "device")
-        inodes_total = gauge("container_fs_inodes_total", "Inodes.", "device")
-        fs_io_current = gauge(
-            "container_fs_io_current", "I/Os in progress on the filesystem's device.", "device"
-        )
-        network = [
-            (
-                counter(
-                    f"container_network_{direction}_{metric}",
-                    f"Network {direction} {metric.replace('_', ' ')}.",
-                    "interface",
-                ),
-                f"{direction}_{attribute}",
-            )
-            for direction, attribute, metric in NETWORK_FIELDS
-        ]
+        families = [Family(name, kind, doc, extra) for name, kind, doc, extra in USAGE_FAMILIES]
+        last_seen = families[LAST_SEEN].rows
+        # Rows depend on the Usage object (the reader returns the same one while a container's
+        # files do not change), the labels and the filesystem figures: reuse them otherwise.
+        cache: dict[LabelSet, tuple[tuple[object, ...], list[list[Row]]]] = {}
         for labels, usage, seen_at, layer_bytes, is_root in rows:
-            cpu_total.add(labels, usage.cpu_usage_seconds, "total")
-            cpu_user.add(labels, usage.cpu_user_seconds)
-            cpu_system.add(labels, usage.cpu_system_seconds)
-            if not is_root:
-                cfs_periods.add(labels, usage.cfs_periods)
-                cfs_throttled.add(labels, usage.cfs_throttled_periods)
-                cfs_seconds.add(labels, usage.cfs_throttled_seconds)
-            memory_usage.add(labels, usage.memory_usage_bytes)
-            working_set.add(labels, usage.memory_working_set_bytes)
-            rss.add(labels, usage.memory_rss_bytes)
-            cache.add(labels, usage.memory_cache_bytes)
-            swap.add(labels, usage.memory_swap_bytes)
-            if usage.memory_max_usage_bytes is not None:
-                max_usage.add(labels, usage.memory_max_usage_bytes)
-            last_seen.add(labels, seen_at)
-            for family, by_device in (
-                (read_bytes, usage.io_read_bytes),
-                (write_bytes, usage.io_write_bytes),
-                (reads, usage.io_reads),
-                (writes, usage.io_writes),
-            ):
-                for device, value in by_device.items():
-                    family.add(labels, value, device)
-            if filesystem is not None and layer_bytes is not None:
-                device = filesystem.device
-                fs_usage.add(labels, layer_bytes, device)
-                fs_limit.add(labels, filesystem.capacity_bytes, device)
-                inodes_free.add(labels, filesystem.inodes_free, device)
-                inodes_total.add(labels, filesystem.inodes_total, device)
-                fs_io_current.add(labels, io_current, device)
-            for interface, counts in usage.network.items():
-                for family, attribute in network:
-                    family.add(labels, getattr(counts, attribute), interface)
-        return [
-            cpu_total,
-            cpu_user,
-            cpu_system,
-            cfs_periods,
-            cfs_throttled,
-            cfs_seconds,
-            memory_usage,
-            working_set,
-            rss,
-            cache,
-            swap,
-            max_usage,
-            last_seen,
-            read_bytes,
-            write_bytes,
-            reads,
-            writes,
-            fs_usage,
-            fs_limit,
-            inodes_free,
-            inodes_total,
-            fs_io_current,
-            *(family for family, _ in network),
+            key = (usage, layer_bytes, filesystem, io_current)
+            cached = self._usage_cache.get(labels)
+            if cached is None or not _same_key(cached[0], key):
+                cached = (
+                    key,
+                    _usage_rows(labels, usage, layer_bytes, filesystem, io_current, is_root),
+                )
+            cache[labels] = cached
+            for family, family_rows in zip(families, cached[1], strict=True):
+                if family_rows:
+                    family.rows += family_rows
+            last_seen.append((labels, (), seen_at))
+        self._usage_cache = cache
+        return families
+
+
+def _same_key(old: tuple[object, ...], new: tuple[object, ...]) -> bool:
+    """The same Usage object, and equal filesystem figures."""
+    return old[0] is new[0] and old[1:] == new[1:]
+
+
+def _counter(name: str, doc: str, *extra: str) -> tuple[str, str, str, tuple[str, ...]]:
+    return (name, "counter", doc, extra)
+
+
+def _gauge(name: str, doc: str, *extra: str) -> tuple[str, str, str, tuple[str, ...]]:
+    return (name, "gauge", doc, extra)
+
+
+USAGE_FAMILIES = [
+    _counter("container_cpu_usage_seconds", "Total CPU time consumed.", "cpu"),
+    _counter("container_cpu_user_seconds", "User CPU time."),
+    _counter("container_cpu_system_seconds", "System CPU time."),
+    _counter("container_cpu_cfs_periods", "Elapsed CFS periods."),
+    _counter("container_cpu_cfs_throttled_periods", "Throttled CFS periods."),
+    _counter("container_cpu_cfs_throttled_seconds", "Time the container was throttled."),
+    _gauge("container_memory_usage_bytes", "Memory usage incl. cache."),
+    _gauge("container_memory_working_set_bytes", "Memory usage minus inactive file cache."),
+    _gauge("container_memory_rss", "Anonymous memory (RSS)."),
+    _gauge("container_memory_cache", "Page cache memory."),
+    _gauge("container_memory_swap", "Swap used."),
+    _gauge("container_memory_max_usage_bytes", "Peak memory usage."),
+    _gauge("container_last_seen", "Last time the container was seen (unix)."),
+    _counter("container_fs_reads_bytes", "Bytes read from block devices.", "device"),
+    _counter("container_fs_writes_bytes", "Bytes written to block devices.", "device"),
+    _counter("container_fs_reads", "Completed reads from block devices.", "device"),
+    _counter("container_fs_writes", "Completed writes to block devices.", "device"),
+    _gauge(
+        "container_fs_usage_bytes",
+        "Bytes used by the container's writable layer on the filesystem (host: in all).",
+        "device",
+    ),
+    _gauge("container_fs_limit_bytes", "Bytes the container's filesystem can hold.", "device"),
+    _gauge("container_fs_inodes_free", "Free inodes.", "device"),
+    _gauge("container_fs_inodes_total", "Inodes.", "device"),
+    _gauge("container_fs_io_current", "I/Os in progress on the filesystem's device.", "device"),
+    *(
+        _counter(
+            f"container_network_{direction}_{metric}",
+            f"Network {direction} {metric.replace('_', ' ')}.",
+            "interface",
+        )
+        for direction, _, metric in NETWORK_FIELDS
+    ),
+]
+LAST_SEEN = 12
+
+
+def _usage_rows(
+    labels: LabelSet,
+    usage: Usage,
+    layer_bytes: int | None,
+    filesystem: Filesystem | None,
+    io_current: int,
+    is_root: bool,
+) -> list[list[Row]]:
+    """One container's rows of each usage family, in USAGE_FAMILIES order (last_seen apart)."""
+    no: tuple[str, ...] = ()
+    u = usage
+    cfs = not is_root
+    peak = u.memory_max_usage_bytes
+    rows: list[list[Row]] = [
+        [(labels, ("total",), u.cpu_usage_seconds)],
+        [(labels, no, u.cpu_user_seconds)],
+        [(labels, no, u.cpu_system_seconds)],
+        [(labels, no, u.cfs_periods)] if cfs else [],
+        [(labels, no, u.cfs_throttled_periods)] if cfs else [],
+        [(labels, no, u.cfs_throttled_seconds)] if cfs else [],
+        [(labels, no, u.memory_usage_bytes)],
+        [(labels, no, u.memory_working_set_bytes)],
+        [(labels, no, u.memory_rss_bytes)],
+        [(labels, no, u.memory_cache_bytes)],
+        [(labels, no, u.memory_swap_bytes)],
+        [(labels, no, peak)] if peak is not None else [],
+        [],  # last_seen: changes every refresh, added by the caller
+        *(
+            [(labels, (device,), value) for device, value in by_device.items()]
+            for by_device in (u.io_read_bytes, u.io_write_bytes, u.io_reads, u.io_writes)
+        ),
+    ]
+    if filesystem is not None and layer_bytes is not None:
+        device = (filesystem.device,)
+        rows += [
+            [(labels, device, layer_bytes)],
+            [(labels, device, filesystem.capacity_bytes)],
+            [(labels, device, filesystem.inodes_free)],
+            [(labels, device, filesystem.inodes_total)],
+            [(labels, device, io_current)],
         ]
+    else:
+        rows += [[], [], [], [], []]
+    for direction, attribute, _ in NETWORK_FIELDS:
+        field = f"{direction}_{attribute}"
+        rows.append(
+            [
+                (labels, (interface,), getattr(counts, field))
+                for interface, counts in u.network.items()
+            ]
+        )
+    return rows
+
+
+def _state_rows(c: Container, labels: LabelSet) -> list[list[Row]]:
+    """The container's rows of each state family, in `_state`'s family order."""
+    no: tuple[str, ...] = ()
+    thresholds = [_percent(c, docker_label) for docker_label in THRESHOLD_LABELS.values()]
+    quota = c.cpu_quota_us > 0
+    return [
+        [(labels, no, 1 if c.running else 0)],
+        [(labels, (name,), 1 if c.state == name else 0) for name in CONTAINER_STATES],
+        [(labels, no, c.restart_count)],
+        [(labels, no, c.exit_code)],
+        [(labels, no, 1 if c.oom_killed else 0)],
+        [(labels, (status,), 1 if c.health == status else 0) for status in HEALTH_STATUSES],
+        [(labels, no, c.started_at)] if c.started_at > 0 else [],
+        [(labels, no, c.memory_limit_bytes)],
+        [(labels, no, c.memory_reservation_bytes)],
+        [(labels, no, c.cpu_quota_us)] if quota else [],
+        [(labels, no, c.cpu_period_us)] if quota else [],
+        [(labels, no, 0 if _is_false(c.labels.get(EXPECT_RUNNING_LABEL)) else 1)],
+        *([(labels, no, value)] if value is not None else [] for value in thresholds),
+    ]
 
 
 class ContainerCollector(Collector):

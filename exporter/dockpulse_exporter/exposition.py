@@ -20,7 +20,13 @@ except ImportError:  # pragma: no cover - depends on the installation
 from prometheus_client import CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from dockpulse_exporter.families import Family, escape_help, escape_label_value, render_families
+from dockpulse_exporter.families import (
+    Family,
+    LineCache,
+    escape_help,
+    escape_label_value,
+    render_families,
+)
 
 TYPE_NAMES = {"unknown": "untyped", "gaugehistogram": "histogram", "stateset": "gauge"}
 GZIP_LEVEL = 1
@@ -58,12 +64,13 @@ class Exposition:
         self._containers = containers
         self._rest = rest
         self._container_body = (b"", gzip_member(b""))
+        self._lines = LineCache()
         self.phase_seconds: dict[str, float] = {"render": 0.0, "compress": 0.0}
 
     def update_containers(self) -> None:
         """Render and compress the container part; called by the sampler after every refresh."""
         started = time.perf_counter()
-        body = render_families(self._containers()).encode()
+        body = render_families(self._containers(), self._lines).encode()
         rendered = time.perf_counter()
         compressed = gzip_member(body)
         self._container_body = (body, compressed)  # one reference swap: atomic

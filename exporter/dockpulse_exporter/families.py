@@ -28,15 +28,12 @@ class LabelSet:
     """One series' base labels (name, id, image, container_label_*), formatted once; extra
     labels (cpu, device, interface, state...) are merged in their sorted place and cached."""
 
-    __slots__ = ("_cache", "items", "lines", "plain")
+    __slots__ = ("_cache", "items", "plain")
 
     def __init__(self, items: tuple[tuple[str, str], ...]) -> None:
         self.items = items
         self.plain = self._format(items)
         self._cache: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
-        # (family, extra label values) -> (value, its line): a value that did not change since
-        # the last render reuses its line.
-        self.lines: dict[tuple[str, tuple[str, ...]], tuple[float, str]] = {}
 
     @staticmethod
     def _format(items: Iterable[tuple[str, str]]) -> str:
@@ -58,6 +55,9 @@ class LabelSet:
         return {**dict(self.items), **dict(zip(names, values, strict=True))}
 
 
+Row = tuple[LabelSet, tuple[str, ...], float]  # base labels, extra label values, value
+
+
 @dataclass(slots=True)
 class Family:
     """A counter or gauge family; `name` without the `_total` a counter gets in the text."""
@@ -66,26 +66,30 @@ class Family:
     kind: str  # "counter" or "gauge"
     help: str
     extra: tuple[str, ...] = ()
-    rows: list[tuple[LabelSet, tuple[str, ...], float]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
 
     def add(self, labels: LabelSet, value: float, *extra_values: str) -> None:
         self.rows.append((labels, extra_values, value))
 
-    def render(self, out: list[str]) -> None:
-        """Append this family's exposition lines to `out`."""
+    def render(self, out: list[str], lines: LineCache | None = None) -> None:
+        """Append this family's exposition lines to `out`, reusing `lines` where a series'
+        value did not change since the last render."""
         name = self.name + "_total" if self.kind == "counter" else self.name
         out.append(f"# HELP {name} {escape_help(self.help)}\n# TYPE {name} {self.kind}\n")
+        lines = lines or LineCache()
+        old, new = lines.old, lines.new
         extra = self.extra
         append = out.append
-        for labels, values, value in self.rows:
-            key = (name, values)
-            cached = labels.lines.get(key)
-            if cached is not None and _same(cached[0], value):
-                append(cached[1])
-                continue
-            text = labels.text(extra, values) if extra else labels.plain
-            line = f"{name}{text} {floatToGoString(value)}\n"
-            labels.lines[key] = (value, line)
+        for row in self.rows:
+            key = (name, row)
+            line = old.get(key)
+            value = row[2]
+            # A dict hit means an equal value; only 0.0 and -0.0 are equal with other text.
+            if line is None or (not value and (copysign(1.0, value) < 0) != (line[-5] == "-")):
+                labels, values, _ = row
+                text = labels.text(extra, values) if extra else labels.plain
+                line = f"{name}{text} {floatToGoString(value)}\n"
+            new[key] = line
             append(line)
 
     def to_metric(self) -> Metric:
@@ -98,13 +102,22 @@ class Family:
         return metric
 
 
-def _same(old: float, new: float) -> bool:
-    """Same text: equal, and not 0.0 against -0.0 (NaN is never equal, so re-rendered)."""
-    return old == new and (bool(new) or copysign(1.0, old) == copysign(1.0, new))
+class LineCache:
+    """The lines of the last render by (family, row); rows are keyed by value, so a line is
+    reused exactly when its series' value is unchanged. Each render keeps only its own lines."""
+
+    def __init__(self) -> None:
+        self.old: dict[tuple[str, Row], str] = {}
+        self.new: dict[tuple[str, Row], str] = {}
+
+    def turn(self) -> None:
+        self.old, self.new = self.new, {}
 
 
-def render_families(families: Iterable[Family]) -> str:
+def render_families(families: Iterable[Family], lines: LineCache | None = None) -> str:
     out: list[str] = []
+    lines = lines or LineCache()
     for family in families:
-        family.render(out)
+        family.render(out, lines)
+    lines.turn()
     return "".join(out)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from dockpulse_exporter.collector import ContainerCollector
-from dockpulse_exporter.families import Family, LabelSet, render_families
+from dockpulse_exporter.families import Family, LabelSet, LineCache, render_families
 from dockpulse_exporter.model import NetworkCounters, Sample, Snapshot, Usage
 from tests.exporter.test_golden import make_container
 
@@ -80,9 +80,30 @@ class _Static:
 @given(first=ANY_VALUE, second=ANY_VALUE, extra=ANY_TEXT)
 def test_cached_lines_follow_value_changes(first, second, extra) -> None:
     labels = LabelSet((("name", "a"),))
-    for value in (first, second, second):
+    lines = LineCache()
+    for value in (first, second, second, first):
         family = Family("m", "gauge", "doc", ("device",))
         family.add(labels, value, extra)
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Static([family.to_metric()]))
-        assert render_families([family]).encode() == generate_latest(registry)
+        assert render_families([family], lines).encode() == generate_latest(registry)
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.tuples(ANY_VALUE, ANY_VALUE, st.booleans()), min_size=2, max_size=4))
+def test_reused_rows_and_lines_follow_changes(values) -> None:
+    """Across refreshes (cached rows and lines), each exposition is still generate_latest's."""
+    container = make_container()
+    snapshot = [Snapshot()]
+    collector = ContainerCollector(lambda: snapshot[0])
+    lines = LineCache()
+    usage = Usage()
+    for cpu, memory, new_usage in values:
+        if new_usage:  # the reader hands a new Usage only when a file changed
+            usage = Usage(cpu_usage_seconds=cpu, memory_usage_bytes=memory)
+        snapshot[0] = Snapshot(samples=(Sample(container, usage, cpu, "/docker/x", 1),))
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(collector)
+        expected = generate_latest(registry)
+        fast = render_families(collector.metrics.families(snapshot[0]), lines).encode()
+        assert fast == expected
