@@ -25,6 +25,7 @@ from dockpulse_exporter.sampler import Sampler
 
 log = logging.getLogger("dockpulse_exporter")
 SWITCH_INTERVAL_SECONDS = 0.001
+REST_SECONDS = 1.0  # how fresh process and probe metrics are
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -45,6 +46,7 @@ class Exporter:
 
     def __init__(self, config: ExporterConfig) -> None:
         self.config = config
+        self._stopped = threading.Event()
         self.host, self.port = split_listen_address(config.listen_address)
         self.watcher = DockerWatcher(
             config.docker_host, config.resync_interval, on_change=self._on_docker_change
@@ -97,10 +99,12 @@ class Exporter:
         self.sampler.request_refresh()
 
     def start(self) -> None:
+        self.exposition.update_rest()
         for name, target in (
             ("docker-watch", self.watcher.run),
             ("sampler", self.sampler.run),
             ("filesystem", self.filesystem.run),
+            ("rest", lambda: self.exposition.keep_rest_fresh(REST_SECONDS, self._stopped)),
         ):
             threading.Thread(target=target, name=name, daemon=True).start()
         self.probes.start()
@@ -112,6 +116,7 @@ class Exporter:
 
     def stop(self) -> None:
         self.watcher.stop()
+        self._stopped.set()
         self.sampler.stop()
         self.filesystem.stop()
         self.probes.stop()

@@ -8,6 +8,8 @@ concatenate into one valid stream, so the two parts are compressed separately.
 
 from __future__ import annotations
 
+import gzip
+import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -57,31 +59,47 @@ def render(registry: CollectorRegistry) -> bytes:
 
 
 class Exposition:
-    """The container part is swapped in whole by `update_containers`; `body` never waits for a
-    render (only for a pointer copy)."""
+    """What a scrape sends, kept ready: the container part is swapped in whole by
+    `update_containers`, the small rest by `update_rest`; `body` only copies references.
+
+    Only the gzip form of the container part is kept (Prometheus always asks for gzip); a
+    scrape without gzip gets it decompressed.
+    """
 
     def __init__(self, containers: Callable[[], list[Family]], rest: CollectorRegistry) -> None:
         self._containers = containers
         self._rest = rest
-        self._container_body = (b"", gzip_member(b""))
         self._lines = LineCache()
+        self._container_gzip = gzip_member(b"")
+        self._rest_body = (b"", gzip_member(b""))
         self.phase_seconds: dict[str, float] = {"render": 0.0, "compress": 0.0}
 
     def update_containers(self) -> None:
         """Render and compress the container part; called by the sampler after every refresh."""
         started = time.perf_counter()
-        body = render_families(self._containers(), self._lines).encode()
+        body = render_families(self._containers(), self._lines)
         rendered = time.perf_counter()
-        compressed = gzip_member(body)
-        self._container_body = (body, compressed)  # one reference swap: atomic
+        self._container_gzip = gzip_member(body)  # one reference swap: atomic
+        del body
         self.phase_seconds = {
             "render": rendered - started,
             "compress": time.perf_counter() - rendered,
         }
+        self.update_rest()
 
-    def body(self, gzipped: bool = False) -> bytes:
-        plain, compressed = self._container_body
+    def update_rest(self) -> None:
+        """Render the rest (exporter health, probes, process); after every refresh and every
+        second from its own thread."""
         rest = render(self._rest)
+        self._rest_body = (rest, gzip_member(rest))
+
+    def keep_rest_fresh(self, every: float, stop: threading.Event) -> None:
+        while not stop.wait(every):
+            self.update_rest()
+
+    def body(self, gzipped: bool = False) -> list[bytes]:
+        """The response body as chunks to write in order."""
+        rest, rest_gzip = self._rest_body
         if gzipped:
-            return gzip_member(rest) + compressed
-        return rest + plain
+            return [rest_gzip, self._container_gzip]
+        return [rest, gzip.decompress(self._container_gzip)]

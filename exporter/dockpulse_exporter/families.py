@@ -55,6 +55,7 @@ class LabelSet:
         return {**dict(self.items), **dict(zip(names, values, strict=True))}
 
 
+MINUS = ord("-")
 Row = tuple[LabelSet, tuple[str, ...], float]  # base labels, extra label values, value
 
 
@@ -71,25 +72,26 @@ class Family:
     def add(self, labels: LabelSet, value: float, *extra_values: str) -> None:
         self.rows.append((labels, extra_values, value))
 
-    def render(self, out: list[str], lines: LineCache | None = None) -> None:
+    def render(self, out: list[bytes], lines: LineCache | None = None) -> None:
         """Append this family's exposition lines to `out`, reusing `lines` where a series'
         value did not change since the last render."""
         name = self.name + "_total" if self.kind == "counter" else self.name
-        out.append(f"# HELP {name} {escape_help(self.help)}\n# TYPE {name} {self.kind}\n")
+        header = f"# HELP {name} {escape_help(self.help)}\n# TYPE {name} {self.kind}\n"
+        out.append(header.encode())
         lines = lines or LineCache()
-        old, new = lines.old, lines.new
+        old = lines.old.get(name, {})
+        new = lines.new[name] = {}
         extra = self.extra
         append = out.append
         for row in self.rows:
-            key = (name, row)
-            line = old.get(key)
+            line = old.get(row)
             value = row[2]
             # A dict hit means an equal value; only 0.0 and -0.0 are equal with other text.
-            if line is None or (not value and (copysign(1.0, value) < 0) != (line[-5] == "-")):
+            if line is None or (not value and (copysign(1.0, value) < 0) != (line[-5] == MINUS)):
                 labels, values, _ = row
                 text = labels.text(extra, values) if extra else labels.plain
-                line = f"{name}{text} {floatToGoString(value)}\n"
-            new[key] = line
+                line = f"{name}{text} {floatToGoString(value)}\n".encode()
+            new[row] = line
             append(line)
 
     def to_metric(self) -> Metric:
@@ -103,21 +105,23 @@ class Family:
 
 
 class LineCache:
-    """The lines of the last render by (family, row); rows are keyed by value, so a line is
-    reused exactly when its series' value is unchanged. Each render keeps only its own lines."""
+    """The encoded lines of the last render, by family and row; a row holds its value, so a
+    line is reused exactly when its series' value is unchanged. Each render keeps only its own
+    lines."""
 
     def __init__(self) -> None:
-        self.old: dict[tuple[str, Row], str] = {}
-        self.new: dict[tuple[str, Row], str] = {}
+        self.old: dict[str, dict[Row, bytes]] = {}
+        self.new: dict[str, dict[Row, bytes]] = {}
 
     def turn(self) -> None:
         self.old, self.new = self.new, {}
 
 
-def render_families(families: Iterable[Family], lines: LineCache | None = None) -> str:
-    out: list[str] = []
+def render_families(families: Iterable[Family], lines: LineCache | None = None) -> bytes:
+    """The families as exposition text (UTF-8), as generate_latest writes them."""
+    out: list[bytes] = []
     lines = lines or LineCache()
     for family in families:
         family.render(out, lines)
     lines.turn()
-    return "".join(out)
+    return b"".join(out)

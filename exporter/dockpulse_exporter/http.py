@@ -111,25 +111,26 @@ def make_server(
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 gzipped = "gzip" in self.headers.get("Accept-Encoding", "")
-                body = exposition.body(gzipped)
-                self._reply(200, body, CONTENT_TYPE_LATEST, "gzip" if gzipped else None)
+                chunks = exposition.body(gzipped)
+                self._reply(200, chunks, CONTENT_TYPE_LATEST, "gzip" if gzipped else None)
             elif path in ("/-/healthy", "/healthz"):
-                self._reply(200, b"OK\n", "text/plain")
+                self._reply(200, [b"OK\n"], "text/plain")
             elif path == "/":
-                self._reply(200, LANDING_PAGE, "text/html")
+                self._reply(200, [LANDING_PAGE], "text/html")
             else:
-                self._reply(404, b"not found\n", "text/plain")
+                self._reply(404, [b"not found\n"], "text/plain")
 
         def _reply(
-            self, status: int, body: bytes, content_type: str, encoding: str | None = None
+            self, status: int, chunks: list[bytes], content_type: str, encoding: str | None = None
         ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             if encoding:
                 self.send_header("Content-Encoding", encoding)
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(sum(map(len, chunks))))
             self.end_headers()
-            self.wfile.write(body)
+            for chunk in chunks:
+                self.wfile.write(chunk)
 
         def log_message(self, format: str, *args: object) -> None:
             return  # scrapes are not worth a log line each

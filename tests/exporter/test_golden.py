@@ -194,11 +194,11 @@ def test_exposition_matches_golden_file(tmp_path: Path) -> None:
     )
     exposition = Exposition(lambda: collector.metrics.families(snapshot), rest)
     exposition.update_containers()
-    text = exposition.body().decode()
+    text = b"".join(exposition.body()).decode()
     golden = GOLDEN / "exposition.txt"
     if os.environ.get("DOCKPULSE_UPDATE_GOLDEN"):
         golden.write_text(text)
     assert text == golden.read_text()
     # The fast renderer says exactly what prometheus_client would, and gzip is the same text.
     assert text == (generate_latest(rest) + generate_latest(containers)).decode()
-    assert gzip.decompress(exposition.body(gzipped=True)).decode() == text
+    assert gzip.decompress(b"".join(exposition.body(gzipped=True))).decode() == text
