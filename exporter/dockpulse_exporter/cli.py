@@ -25,7 +25,8 @@ from dockpulse_exporter.sampler import Sampler
 
 log = logging.getLogger("dockpulse_exporter")
 SWITCH_INTERVAL_SECONDS = 0.001
-REST_SECONDS = 1.0  # how fresh process and probe metrics are
+# Process metrics are re-rendered at least this often (and after every refresh and probe run).
+REST_SECONDS = 5.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -71,6 +72,7 @@ class Exporter:
         self.exposition = Exposition(
             lambda: container_metrics.families(self.sampler.snapshot), rest
         )
+        self.probes.on_result = self.exposition.update_rest
         cgroups = CgroupReader(config.cgroup_root, config.proc_root)
         self.filesystem = FilesystemSampler(
             self.watcher,
