@@ -21,11 +21,11 @@ from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import quote
 
-from dockpulse.net import free_port
 from dockpulse_relay.alerts import Alert
 from dockpulse_relay.chart import Chart, alert_chart
 from dockpulse_relay.links import alert_links
 from dockpulse_relay.mail_parts import ChartImage, embed_charts, what_to_do_html, what_to_do_text
+from tests.helpers import free_port
 from tests.support.local_stack import LocalStack
 from tests.support.prometheus_history import prometheus_with_history
 

@@ -1,6 +1,6 @@
 """Reading a container's resource usage straight from its cgroup files (v1 and v2).
 
-A read costs a few file reads per container, where Docker's stats API costs about a second.
+A read costs a few file reads per container, where Docker's stats API costs a round trip.
 Files are found and opened once per container; each refresh re-reads them with `pread` at
 offset 0 (the kernel regenerates the content), which avoids an open/close per file. A container
 whose cgroup cannot be found returns None, and the caller falls back to the stats API.
@@ -11,22 +11,25 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from dockpulse_exporter.cgroup_paths import CgroupLocator
+from dockpulse_exporter.devices import DeviceNames
 from dockpulse_exporter.model import Container, NetworkCounters, Usage
 
 USER_HZ = os.sysconf("SC_CLK_TCK")
-V1_CONTROLLERS = ("cpuacct", "cpu", "memory", "blkio")
-
-
 READ_SIZE = 65536
 V1_FILES = {
     "cpuacct.usage": "cpuacct",
     "cpuacct.stat": "cpuacct",
     "cpu.stat": "cpu",
     "memory.usage_in_bytes": "memory",
+    "memory.max_usage_in_bytes": "memory",
     "memory.stat": "memory",
     "blkio.throttle.io_service_bytes_recursive": "blkio",
+    "blkio.throttle.io_serviced_recursive": "blkio",
 }
-V2_FILES = ("cpu.stat", "memory.current", "memory.stat", "io.stat")
+V1_OPTIONAL = {"memory.max_usage_in_bytes"}
+V2_FILES = ("cpu.stat", "memory.current", "memory.stat")
+V2_OPTIONAL = ("io.stat", "memory.swap.current", "memory.peak")
 
 
 def _keyed(data: bytes) -> dict[bytes, int]:
@@ -41,9 +44,12 @@ def _keyed(data: bytes) -> dict[bytes, int]:
 
 def _pick(data: bytes, key: bytes) -> int:
     """The value of one `key value` line in a long keyed file, 0 when absent."""
-    start = 0 if data.startswith(key + b" ") else data.find(b"\n" + key + b" ") + 1
-    if start == 0 and not data.startswith(key + b" "):
-        return 0
+    if data.startswith(key + b" "):
+        start = 0
+    else:
+        start = data.find(b"\n" + key + b" ") + 1
+        if start == 0:
+            return 0
     end = data.find(b"\n", start)
     return int(data[start + len(key) + 1 : end if end >= 0 else None])
 
@@ -53,6 +59,8 @@ class OpenFiles:
 
     def __init__(self, paths: dict[str, Path]) -> None:
         self.fds: dict[str, int] = {}
+        # The raw contents of the last read and their Usage: unchanged files, same Usage.
+        self.last: tuple[tuple[bytes | None, ...], Usage] | None = None
         try:
             for name, path in paths.items():
                 self.fds[name] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -60,8 +68,8 @@ class OpenFiles:
             self.close()
             raise
 
-    def read(self, name: str) -> bytes:
-        return os.pread(self.fds[name], READ_SIZE, 0)
+    def read_all(self) -> dict[str, bytes]:
+        return {name: os.pread(fd, READ_SIZE, 0) for name, fd in self.fds.items()}
 
     def close(self) -> None:
         for fd in self.fds.values():
@@ -69,15 +77,19 @@ class OpenFiles:
         self.fds = {}
 
 
-def parse_net_dev(data: bytes) -> dict[str, NetworkCounters]:
-    """Per-interface counters from a /proc/<pid>/net/dev (the container's network namespace)."""
+def parse_net_dev(data: bytes, skip: tuple[str, ...] = ()) -> dict[str, NetworkCounters]:
+    """Per-interface counters from a /proc/<pid>/net/dev; interfaces starting with `skip` are
+    left out."""
     counters: dict[str, NetworkCounters] = {}
     for line in data.split(b"\n")[2:]:
         interface, _, numbers = line.partition(b":")
         if not numbers:
             continue
+        name = interface.strip().decode()
+        if skip and name.startswith(skip):
+            continue
         fields = [int(value) for value in numbers.split()]
-        counters[interface.strip().decode()] = NetworkCounters(
+        counters[name] = NetworkCounters(
             receive_bytes=fields[0],
             receive_packets=fields[1],
             receive_errors=fields[2],
@@ -102,14 +114,25 @@ def read_machine(proc_root: Path) -> tuple[int, int]:
 class CgroupReader:
     """Finds and reads containers' cgroups under `root` (usually /sys/fs/cgroup)."""
 
-    def __init__(self, root: Path, proc_root: Path) -> None:
+    def __init__(self, root: Path, proc_root: Path, devices: DeviceNames | None = None) -> None:
         self.root = root
         self.proc_root = proc_root
-        self.unified = (root / "cgroup.controllers").exists()
+        self.locator = CgroupLocator(root, proc_root)
+        self.unified = self.locator.unified
+        self.devices = devices or DeviceNames(proc_root)
         self._files: dict[str, OpenFiles] = {}
+        self._ids: dict[str, str] = {}  # container id -> cgroup path, kept while it exists
         self._network: dict[str, tuple[int, int]] = {}  # container id -> (pid, fd)
 
-    def forget(self, container_id: str) -> None:
+    def cgroup_id(self, container: Container) -> str:
+        """cAdvisor's `id` for the container: the cgroup path it had or will have."""
+        return self._ids.get(container.id) or self.locator.expected_id(
+            container.id, container.cgroup_parent
+        )
+
+    def release(self, container_id: str) -> None:
+        """Close what a stopped container holds open (its netns stays alive while we hold
+        its net/dev); the cgroup path is kept for its `id` label."""
         files = self._files.pop(container_id, None)
         if files is not None:
             files.close()
@@ -117,22 +140,41 @@ class CgroupReader:
         if network is not None:
             os.close(network[1])
 
+    def forget(self, container_id: str) -> None:
+        """The container is gone: close everything and drop its path."""
+        self.release(container_id)
+        self._ids.pop(container_id, None)
+
+    def open_descriptors(self) -> int:
+        return sum(len(files.fds) for files in self._files.values()) + len(self._network)
+
     def read(self, container: Container) -> Usage | None:
         """The container's usage, or None when its cgroup is not readable here."""
         files = self._files.get(container.id) or self._open(container)
         if files is None:
             return None
         try:
-            usage = self._read_v2(files) if self.unified else self._read_v1(files)
-        except (OSError, ValueError, IndexError):
-            self.forget(container.id)
+            raw = files.read_all()
+        except OSError:
+            self.release(container.id)
             return None
+        network = None
         if container.network_mode != "host" and container.pid > 0:
-            usage.network = self._read_network(container)
+            network = self._read_network(container)
+        key = (*raw.values(), network)
+        if files.last is not None and files.last[0] == key:
+            return files.last[1]  # nothing changed (an idle container): nothing to parse
+        try:
+            usage = self._parse_v2(raw) if self.unified else self._parse_v1(raw)
+            usage.network = parse_net_dev(network) if network else {}
+        except (ValueError, IndexError):
+            self.release(container.id)
+            return None
+        files.last = (key, usage)
         return usage
 
-    def _read_network(self, container: Container) -> dict[str, NetworkCounters]:
-        """Network counters via the container's init process; {} when not visible here."""
+    def _read_network(self, container: Container) -> bytes | None:
+        """The container's net/dev via its init process; None when not visible here."""
         network = self._network.get(container.id)
         if network is None or network[0] != container.pid:
             if network is not None:
@@ -142,84 +184,62 @@ class CgroupReader:
             try:
                 network = (container.pid, os.open(path, os.O_RDONLY | os.O_CLOEXEC))
             except OSError:
-                return {}
+                return None
             self._network[container.id] = network
         try:
-            return parse_net_dev(os.pread(network[1], READ_SIZE, 0))
-        except (OSError, ValueError, IndexError):
-            return {}
+            return os.pread(network[1], READ_SIZE, 0)
+        except OSError:
+            return None
 
     def _open(self, container: Container) -> OpenFiles | None:
-        directories = self._locate_by_candidates(container) or self._locate_by_proc(container)
-        if directories is None:
+        location = self.locator.locate(container.id, container.pid, container.cgroup_parent)
+        if location is None:
             return None
+        directories = location.directories
         if self.unified:
             paths = {name: directories[""] / name for name in V2_FILES}
-            if not paths["io.stat"].exists():
-                del paths["io.stat"]
+            paths.update(
+                (name, directories[""] / name)
+                for name in V2_OPTIONAL
+                if (directories[""] / name).exists()
+            )
         else:
-            paths = {name: directories[ctrl] / name for name, ctrl in V1_FILES.items()}
-            blkio = paths["blkio.throttle.io_service_bytes_recursive"]
-            if not blkio.exists():
-                paths["blkio.throttle.io_service_bytes_recursive"] = blkio.with_name(
-                    "blkio.throttle.io_service_bytes"
-                )
+            paths = {}
+            for name, controller in V1_FILES.items():
+                path = directories[controller] / name
+                if not path.exists() and name.startswith("blkio.throttle."):
+                    path = path.with_name(name.removesuffix("_recursive"))
+                if path.exists() or name not in V1_OPTIONAL:
+                    paths[name] = path
         try:
             files = OpenFiles(paths)
         except OSError:
             return None
         self._files[container.id] = files
+        self._ids[container.id] = location.cgroup_id
         return files
 
-    def _candidates(self, container: Container) -> list[str]:
-        """Relative cgroup paths Docker uses for the cgroupfs and systemd drivers."""
-        parent = container.cgroup_parent.strip("/")
-        cid = container.id
-        candidates = [f"docker/{cid}", f"system.slice/docker-{cid}.scope"]
-        if parent.endswith(".slice"):
-            candidates.insert(0, f"{parent}/docker-{cid}.scope")
-        elif parent:
-            candidates.insert(0, f"{parent}/{cid}")
-        return candidates
+    def _blkio(self, data: bytes, reads: dict[str, int], writes: dict[str, int]) -> None:
+        """Sum a v1 blkio file's Read/Write lines per device (named as cAdvisor names them)."""
+        for line in data.split(b"\n"):
+            parts = line.split()
+            if len(parts) != 3:
+                continue
+            operation = parts[1]
+            target = reads if operation == b"Read" else writes if operation == b"Write" else None
+            if target is not None:
+                device = self.devices.name(parts[0].decode())
+                target[device] = target.get(device, 0) + int(parts[2])
 
-    def _locate_by_candidates(self, container: Container) -> dict[str, Path] | None:
-        for relative in self._candidates(container):
-            if self.unified:
-                if (self.root / relative / "cpu.stat").exists():
-                    return {"": self.root / relative}
-            elif (self.root / "cpuacct" / relative / "cpuacct.usage").exists():
-                return {ctrl: self.root / ctrl / relative for ctrl in V1_CONTROLLERS}
-        return None
-
-    def _locate_by_proc(self, container: Container) -> dict[str, Path] | None:
-        """Paths from /proc/<pid>/cgroup, when the host's PID namespace is visible."""
-        if container.pid <= 0:
-            return None
-        try:
-            lines = (self.proc_root / str(container.pid) / "cgroup").read_text().splitlines()
-        except OSError:
-            return None
-        paths: dict[str, Path] = {}
-        for line in lines:
-            _, controllers, relative = line.split(":", 2)
-            relative = relative.lstrip("/")
-            if self.unified and controllers == "":
-                paths[""] = self.root / relative
-            for controller in controllers.split(","):
-                if controller in V1_CONTROLLERS:
-                    paths[controller] = self.root / controller / relative
-        wanted = ("",) if self.unified else V1_CONTROLLERS
-        return paths if all(key in paths and paths[key].exists() for key in wanted) else None
-
-    @staticmethod
-    def _read_v1(files: OpenFiles) -> Usage:
-        cpu_times = _keyed(files.read("cpuacct.stat"))
-        cfs = _keyed(files.read("cpu.stat"))
-        memory_stat = files.read("memory.stat")
-        memory_usage = int(files.read("memory.usage_in_bytes"))
+    def _parse_v1(self, raw: dict[str, bytes]) -> Usage:
+        cpu_times = _keyed(raw["cpuacct.stat"])
+        cfs = _keyed(raw["cpu.stat"])
+        memory_stat = raw["memory.stat"]
+        memory_usage = int(raw["memory.usage_in_bytes"])
         inactive_file = _pick(memory_stat, b"total_inactive_file")
+        peak = raw.get("memory.max_usage_in_bytes")
         usage = Usage(
-            cpu_usage_seconds=int(files.read("cpuacct.usage")) / 1e9,
+            cpu_usage_seconds=int(raw["cpuacct.usage"]) / 1e9,
             cpu_user_seconds=cpu_times.get(b"user", 0) / USER_HZ,
             cpu_system_seconds=cpu_times.get(b"system", 0) / USER_HZ,
             cfs_periods=cfs.get(b"nr_periods", 0),
@@ -229,23 +249,20 @@ class CgroupReader:
             memory_working_set_bytes=max(memory_usage - inactive_file, 0),
             memory_rss_bytes=_pick(memory_stat, b"total_rss"),
             memory_cache_bytes=_pick(memory_stat, b"total_cache"),
+            memory_swap_bytes=_pick(memory_stat, b"total_swap"),
+            memory_max_usage_bytes=int(peak) if peak is not None else None,
         )
-        for line in files.read("blkio.throttle.io_service_bytes_recursive").split(b"\n"):
-            parts = line.split()
-            if len(parts) != 3:
-                continue
-            device, operation, value = parts[0].decode(), parts[1], int(parts[2])
-            if operation == b"Read":
-                usage.io_read_bytes[device] = usage.io_read_bytes.get(device, 0) + value
-            elif operation == b"Write":
-                usage.io_write_bytes[device] = usage.io_write_bytes.get(device, 0) + value
+        service_bytes = raw["blkio.throttle.io_service_bytes_recursive"]
+        self._blkio(service_bytes, usage.io_read_bytes, usage.io_write_bytes)
+        serviced = raw["blkio.throttle.io_serviced_recursive"]
+        self._blkio(serviced, usage.io_reads, usage.io_writes)
         return usage
 
-    @staticmethod
-    def _read_v2(files: OpenFiles) -> Usage:
-        cpu = _keyed(files.read("cpu.stat"))
-        memory_stat = _keyed(files.read("memory.stat"))
-        memory_usage = int(files.read("memory.current"))
+    def _parse_v2(self, raw: dict[str, bytes]) -> Usage:
+        cpu = _keyed(raw["cpu.stat"])
+        memory_stat = _keyed(raw["memory.stat"])
+        memory_usage = int(raw["memory.current"])
+        swap, peak = raw.get("memory.swap.current"), raw.get("memory.peak")
         usage = Usage(
             cpu_usage_seconds=cpu.get(b"usage_usec", 0) / 1e6,
             cpu_user_seconds=cpu.get(b"user_usec", 0) / 1e6,
@@ -257,11 +274,16 @@ class CgroupReader:
             memory_working_set_bytes=max(memory_usage - memory_stat.get(b"inactive_file", 0), 0),
             memory_rss_bytes=memory_stat.get(b"anon", 0),
             memory_cache_bytes=memory_stat.get(b"file", 0),
+            memory_swap_bytes=int(swap) if swap is not None else 0,
+            memory_max_usage_bytes=int(peak) if peak is not None else None,
         )
-        if "io.stat" in files.fds:
-            for line in files.read("io.stat").decode().splitlines():
+        if "io.stat" in raw:
+            for line in raw["io.stat"].decode().splitlines():
                 device, *pairs = line.split()
                 fields = dict(pair.split("=", 1) for pair in pairs)
-                usage.io_read_bytes[device] = int(fields.get("rbytes", 0))
-                usage.io_write_bytes[device] = int(fields.get("wbytes", 0))
+                name = self.devices.name(device)
+                usage.io_read_bytes[name] = int(fields.get("rbytes", 0))
+                usage.io_write_bytes[name] = int(fields.get("wbytes", 0))
+                usage.io_reads[name] = int(fields.get("rios", 0))
+                usage.io_writes[name] = int(fields.get("wios", 0))
         return usage

@@ -14,16 +14,19 @@ from prometheus_client.process_collector import ProcessCollector
 from dockpulse.service import service_parser, setup_logging, stop_on_signals
 from dockpulse.settings import ConfigError, exit_with_config_error, split_listen_address
 from dockpulse_exporter.cgroups import CgroupReader, read_machine
-from dockpulse_exporter.collector import ContainerCollector, ExporterCollector
+from dockpulse_exporter.collector import ContainerMetrics, ExporterCollector
 from dockpulse_exporter.config import DEFAULT_LISTEN_ADDRESS, ExporterConfig, load_config
 from dockpulse_exporter.docker_watch import DockerWatcher
 from dockpulse_exporter.exposition import Exposition
 from dockpulse_exporter.http import make_server
+from dockpulse_exporter.machine import FilesystemSampler
 from dockpulse_exporter.probes import ProbeRunner
 from dockpulse_exporter.sampler import Sampler
 
 log = logging.getLogger("dockpulse_exporter")
 SWITCH_INTERVAL_SECONDS = 0.001
+# Process metrics are re-rendered at least this often (and after every refresh and probe run).
+REST_SECONDS = 5.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -44,39 +47,67 @@ class Exporter:
 
     def __init__(self, config: ExporterConfig) -> None:
         self.config = config
+        self._stopped = threading.Event()
         self.host, self.port = split_listen_address(config.listen_address)
         self.watcher = DockerWatcher(
             config.docker_host, config.resync_interval, on_change=self._on_docker_change
         )
         self.probes = ProbeRunner(config.probes)
-        containers = CollectorRegistry(auto_describe=False)
-        containers.register(
-            ContainerCollector(lambda: self.sampler.snapshot, config.container_labels)
-        )
+        container_metrics = ContainerMetrics(config.container_labels)
         rest = CollectorRegistry(auto_describe=False)
         rest.register(
             ExporterCollector(
                 snapshot=lambda: self.sampler.snapshot,
                 probe_results=self.probes.results,
-                errors_total=lambda: self.watcher.errors_total + self.sampler.errors_total,
+                errors_total=lambda: (
+                    self.watcher.errors_total
+                    + self.sampler.errors_total
+                    + self.filesystem.errors_total
+                ),
                 machine=read_machine(config.proc_root),
+                phases=lambda: self.exposition.phase_seconds,
             )
         )
         ProcessCollector(registry=rest)
-        self.exposition = Exposition(containers, rest)
+        self.exposition = Exposition(
+            lambda: container_metrics.families(self.sampler.snapshot), rest
+        )
+        self.probes.on_result = self.exposition.update_rest
+        cgroups = CgroupReader(config.cgroup_root, config.proc_root)
+        self.filesystem = FilesystemSampler(
+            self.watcher,
+            cgroups.devices,
+            config.filesystem_interval,
+            config.docker_root_dir,
+            config.proc_root,
+        )
         self.sampler = Sampler(
             self.watcher,
-            CgroupReader(config.cgroup_root, config.proc_root),
+            cgroups,
             config.refresh_interval,
             on_refresh=self.exposition.update_containers,
+            filesystem=self.filesystem,
+            proc_root=config.proc_root,
         )
-        self.server = make_server(self.host, self.port, self.exposition)
+        self.server = make_server(
+            self.host,
+            self.port,
+            self.exposition,
+            config.http_read_timeout,
+            config.http_max_connections,
+        )
 
     def _on_docker_change(self) -> None:
         self.sampler.request_refresh()
 
     def start(self) -> None:
-        for name, target in (("docker-watch", self.watcher.run), ("sampler", self.sampler.run)):
+        self.exposition.update_rest()
+        for name, target in (
+            ("docker-watch", self.watcher.run),
+            ("sampler", self.sampler.run),
+            ("filesystem", self.filesystem.run),
+            ("rest", lambda: self.exposition.keep_rest_fresh(REST_SECONDS, self._stopped)),
+        ):
             threading.Thread(target=target, name=name, daemon=True).start()
         self.probes.start()
 
@@ -87,7 +118,9 @@ class Exporter:
 
     def stop(self) -> None:
         self.watcher.stop()
+        self._stopped.set()
         self.sampler.stop()
+        self.filesystem.stop()
         self.probes.stop()
         self.server.shutdown()
 

@@ -1,7 +1,8 @@
-"""The custom Collector: turns the latest Snapshot and probe results into metric families.
+"""Turning the latest Snapshot and probe results into metric families.
 
-Resource metrics use cAdvisor's names, units and labels (`name`, `id`, `image`,
-`container_label_*`) so cAdvisor dashboards and rules work unchanged.
+Resource metrics use cAdvisor's names, units, types and labels (`id` = cgroup path, `name`,
+`image`, `container_label_*`) so cAdvisor dashboards and rules work unchanged; the host as a
+whole is the `id="/"` series, as cAdvisor's root cgroup.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from dockpulse_exporter.model import Container, Sample, Snapshot, Usage
+from dockpulse_exporter.config import LabelFilter
+from dockpulse_exporter.families import Family, LabelSet, Row
+from dockpulse_exporter.model import Container, Filesystem, Snapshot, Usage
 from dockpulse_exporter.probes import ProbeResult
 
 log = logging.getLogger(__name__)
 
-COMPOSE_LABELS = ("com.docker.compose.project", "com.docker.compose.service")
 CONTAINER_STATES = ("created", "running", "paused", "restarting", "removing", "exited", "dead")
 HEALTH_STATUSES = ("healthy", "unhealthy", "starting", "none")
 THRESHOLD_LABELS = {
@@ -32,6 +34,17 @@ THRESHOLD_LABELS = {
 }
 EXPECT_RUNNING_LABEL = "dockpulse.expect_running"
 PROBE_LABELS = ["target", "probe"]
+ROOT_ID = "/"
+NETWORK_FIELDS = (
+    ("receive", "bytes", "bytes"),
+    ("receive", "packets", "packets"),
+    ("receive", "errors", "errors"),
+    ("receive", "dropped", "packets_dropped"),
+    ("transmit", "bytes", "bytes"),
+    ("transmit", "packets", "packets"),
+    ("transmit", "errors", "errors"),
+    ("transmit", "dropped", "packets_dropped"),
+)
 
 
 def label_name(docker_label: str) -> str:
@@ -39,163 +52,313 @@ def label_name(docker_label: str) -> str:
     return "container_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", docker_label)
 
 
-class ContainerCollector(Collector):
-    """Per-container state and usage from the latest snapshot; never calls Docker itself."""
+class LabelSets:
+    """Each container's base LabelSet, rebuilt only when one of its values changes."""
 
-    def __init__(self, snapshot: Callable[[], Snapshot], exported_labels: list[str]) -> None:
-        self._snapshot = snapshot
-        self._docker_labels = list(dict.fromkeys([*COMPOSE_LABELS, *exported_labels]))
-        self.label_names = ["name", "id", "image", *map(label_name, self._docker_labels)]
+    def __init__(self, label_filter: LabelFilter) -> None:
+        self.filter = label_filter
+        self._allowed: dict[str, tuple[Container, dict[str, str]]] = {}
+        self._sets: dict[str, tuple[tuple[str, ...], LabelSet]] = {}
 
-    def describe(self) -> Iterator[Metric]:
-        return iter(())  # unchecked collector: families depend on the data
+    def exported_labels(self, container: Container) -> dict[str, str]:
+        """The container's Docker labels that pass the filter, by Prometheus label name."""
+        cached = self._allowed.get(container.id)
+        if cached is not None and cached[0] is container:
+            return cached[1]
+        exported: dict[str, str] = {}
+        for key in sorted(container.labels):
+            if self.filter.exports(key):
+                exported.setdefault(label_name(key), container.labels[key])
+        self._allowed[container.id] = (container, exported)
+        return exported
 
-    def collect(self) -> Iterator[Metric]:
-        samples = self._snapshot().samples
-        yield from self._state_metrics(samples)
-        yield from self._usage_metrics(samples)
+    def build(self, rows: list[tuple[str, str, str, str, dict[str, str]]]) -> list[LabelSet]:
+        """LabelSets for (key, name, id, image, exported labels) rows; every set carries every
+        container_label_* name (empty where absent), as cAdvisor does."""
+        names = sorted({name for *_, labels in rows for name in labels})
+        fresh: dict[str, tuple[tuple[str, ...], LabelSet]] = {}
+        result = []
+        for key, name, cgroup_id, image, labels in rows:
+            values = (name, cgroup_id, image, *(labels.get(n, "") for n in names))
+            cached = self._sets.get(key)
+            if cached is None or cached[0] != values:
+                items = (("name", name), ("id", cgroup_id), ("image", image))
+                cached = (values, LabelSet(items + tuple(zip(names, values[3:], strict=True))))
+            fresh[key] = cached
+            result.append(cached[1])
+        self._sets = fresh
+        self._allowed = {k: v for k, v in self._allowed.items() if k in fresh}
+        return result
 
-    def _labels(self, container: Container) -> list[str]:
-        return [
-            container.name,
-            container.id,
-            container.image,
-            *(container.labels.get(label, "") for label in self._docker_labels),
+
+class ContainerMetrics:
+    """Builds the container (and root cgroup) families from a Snapshot."""
+
+    def __init__(self, label_filter: LabelFilter | None = None) -> None:
+        self.label_sets = LabelSets(label_filter or LabelFilter())
+        self._state_cache: dict[str, tuple[Container, LabelSet, list[list[Row]]]] = {}
+        self._usage_cache: dict[LabelSet, tuple[tuple[object, ...], list[list[Row]]]] = {}
+
+    def families(self, snapshot: Snapshot) -> list[Family]:
+        samples = snapshot.samples
+        rows = [
+            (
+                s.container.id,
+                s.container.name,
+                s.cgroup_id,
+                s.container.image,
+                self.label_sets.exported_labels(s.container),
+            )
+            for s in samples
         ]
+        if snapshot.machine is not None:
+            rows.append((ROOT_ID, "", ROOT_ID, "", {}))
+        label_sets = self.label_sets.build(rows)
+        families = self._state(samples, label_sets)
+        usage_rows: list[tuple[LabelSet, Usage, float, int | None, bool]] = [
+            (labels, s.usage, s.seen_at, s.writable_layer_bytes, False)
+            for s, labels in zip(samples, label_sets, strict=False)
+            if s.usage is not None
+        ]
+        machine = snapshot.machine
+        filesystem = machine.filesystem if machine is not None else None
+        io_current = machine.io_current if machine is not None else 0
+        if machine is not None:
+            usage_rows.append(
+                (
+                    label_sets[-1],
+                    machine.usage,
+                    snapshot.taken_at,
+                    machine.filesystem_used_bytes,
+                    True,
+                )
+            )
+        families += self._usage(usage_rows, filesystem, io_current)
+        return families
 
-    def _gauge(self, name: str, doc: str, extra: list[str] | None = None) -> GaugeMetricFamily:
-        return GaugeMetricFamily(name, doc, labels=[*self.label_names, *(extra or [])])
+    def _state(self, samples: tuple, label_sets: list[LabelSet]) -> list[Family]:
+        def gauge(name: str, doc: str, *extra: str) -> Family:
+            return Family(name, "gauge", doc, extra)
 
-    def _counter(self, name: str, doc: str, extra: list[str] | None = None) -> CounterMetricFamily:
-        return CounterMetricFamily(name, doc, labels=[*self.label_names, *(extra or [])])
-
-    def _state_metrics(self, samples: tuple[Sample, ...]) -> Iterator[Metric]:
-        up = self._gauge("container_up", "1 when the container is running, 0 otherwise.")
-        state = self._gauge("container_state", "1 for the container's current state.", ["state"])
-        restarts = self._counter("container_restarts", "Restarts Docker made of the container.")
-        exit_code = self._gauge("container_exit_code", "Exit code of the container's last run.")
-        oom = self._gauge("container_oom_killed", "1 when the last run ended by the OOM killer.")
-        health = self._gauge(
-            "container_health_status", "1 for the HEALTHCHECK status (none: no check).", ["status"]
+        up = gauge("container_up", "1 when the container is running, 0 otherwise.")
+        state = gauge("container_state", "1 for the container's current state.", "state")
+        restarts = Family("container_restarts", "counter", "Restarts Docker made of the container.")
+        exit_code = gauge("container_exit_code", "Exit code of the container's last run.")
+        oom = gauge("container_oom_killed", "1 when the last run ended by the OOM killer.")
+        health = gauge(
+            "container_health_status", "1 for the HEALTHCHECK status (none: no check).", "status"
         )
-        start = self._gauge("container_start_time_seconds", "Start time of the container (unix).")
-        memory_limit = self._gauge(
+        start = gauge("container_start_time_seconds", "Start time of the container (unix).")
+        memory_limit = gauge(
             "container_spec_memory_limit_bytes", "Memory limit of the container, 0 when unlimited."
         )
-        cpu_quota = self._gauge("container_spec_cpu_quota", "CPU quota (CFS) of the container.")
-        cpu_period = self._gauge("container_spec_cpu_period", "CPU period (CFS) of the container.")
-        expected = self._gauge(
+        reservation = gauge(
+            "container_spec_memory_reservation_limit_bytes",
+            "Memory reservation (soft limit) of the container, 0 when none.",
+        )
+        cpu_quota = gauge("container_spec_cpu_quota", "CPU quota (CFS) of the container.")
+        cpu_period = gauge("container_spec_cpu_period", "CPU period (CFS) of the container.")
+        expected = gauge(
             "dockpulse_container_expected_running",
             "1 unless the label dockpulse.expect_running=false says the container may stop.",
         )
         thresholds = {
-            kind: self._gauge(
+            kind: gauge(
                 f"dockpulse_container_{kind}_threshold_percent",
                 f"Per-container {kind} alert threshold from the label {label}.",
             )
             for kind, label in THRESHOLD_LABELS.items()
         }
-        for sample in samples:
-            c = sample.container
-            labels = self._labels(c)
-            up.add_metric(labels, 1 if c.running else 0)
-            for name in CONTAINER_STATES:
-                state.add_metric([*labels, name], 1 if c.state == name else 0)
-            restarts.add_metric(labels, c.restart_count)
-            exit_code.add_metric(labels, c.exit_code)
-            oom.add_metric(labels, 1 if c.oom_killed else 0)
-            for status in HEALTH_STATUSES:
-                health.add_metric([*labels, status], 1 if c.health == status else 0)
-            if c.started_at > 0:
-                start.add_metric(labels, c.started_at)
-            memory_limit.add_metric(labels, c.memory_limit_bytes)
-            if c.cpu_quota_us > 0:
-                cpu_quota.add_metric(labels, c.cpu_quota_us)
-                cpu_period.add_metric(labels, c.cpu_period_us)
-            expected.add_metric(labels, 0 if _is_false(c.labels.get(EXPECT_RUNNING_LABEL)) else 1)
-            for kind, docker_label in THRESHOLD_LABELS.items():
-                value = _percent(c, docker_label)
-                if value is not None:
-                    thresholds[kind].add_metric(labels, value)
-        yield from (up, state, restarts, exit_code, oom, health, start)
-        yield from (memory_limit, cpu_quota, cpu_period, expected, *thresholds.values())
+        families = [
+            *(up, state, restarts, exit_code, oom, health, start, memory_limit, reservation),
+            *(cpu_quota, cpu_period, expected, *thresholds.values()),
+        ]
+        # A container's state rows change only when Docker's view of it (a new Container) or
+        # its labels do: reuse them otherwise.
+        cache: dict[str, tuple[Container, LabelSet, list[list[Row]]]] = {}
+        for sample, labels in zip(samples, label_sets, strict=False):
+            c: Container = sample.container
+            cached = self._state_cache.get(c.id)
+            if cached is None or cached[0] is not c or cached[1] is not labels:
+                cached = (c, labels, _state_rows(c, labels))
+            cache[c.id] = cached
+            for family, rows in zip(families, cached[2], strict=True):
+                if rows:
+                    family.rows += rows
+        self._state_cache = cache
+        return families
 
-    def _usage_metrics(self, samples: tuple[Sample, ...]) -> Iterator[Metric]:
-        cpu_fields: list[tuple[str, str, Callable[[Usage], float]]] = [
-            ("container_cpu_user_seconds", "User CPU time.", lambda u: u.cpu_user_seconds),
-            ("container_cpu_system_seconds", "System CPU time.", lambda u: u.cpu_system_seconds),
-            ("container_cpu_cfs_periods", "Elapsed CFS periods.", lambda u: u.cfs_periods),
-            (
-                "container_cpu_cfs_throttled_periods",
-                "Throttled CFS periods.",
-                lambda u: u.cfs_throttled_periods,
-            ),
-            (
-                "container_cpu_cfs_throttled_seconds",
-                "Time the container was throttled.",
-                lambda u: u.cfs_throttled_seconds,
-            ),
+    def _usage(
+        self,
+        rows: list[tuple[LabelSet, Usage, float, int | None, bool]],
+        filesystem: Filesystem | None,
+        io_current: int,
+    ) -> list[Family]:
+        families = [Family(name, kind, doc, extra) for name, kind, doc, extra in USAGE_FAMILIES]
+        last_seen = families[LAST_SEEN].rows
+        # Rows depend on the Usage object (the reader returns the same one while a container's
+        # files do not change), the labels and the filesystem figures: reuse them otherwise.
+        cache: dict[LabelSet, tuple[tuple[object, ...], list[list[Row]]]] = {}
+        for labels, usage, seen_at, layer_bytes, is_root in rows:
+            key = (usage, layer_bytes, filesystem, io_current)
+            cached = self._usage_cache.get(labels)
+            if cached is None or not _same_key(cached[0], key):
+                cached = (
+                    key,
+                    _usage_rows(labels, usage, layer_bytes, filesystem, io_current, is_root),
+                )
+            cache[labels] = cached
+            for family, family_rows in zip(families, cached[1], strict=True):
+                if family_rows:
+                    family.rows += family_rows
+            last_seen.append((labels, (), seen_at))
+        self._usage_cache = cache
+        return families
+
+
+def _same_key(old: tuple[object, ...], new: tuple[object, ...]) -> bool:
+    """The same Usage object, and equal filesystem figures."""
+    return old[0] is new[0] and old[1:] == new[1:]
+
+
+def _counter(name: str, doc: str, *extra: str) -> tuple[str, str, str, tuple[str, ...]]:
+    return (name, "counter", doc, extra)
+
+
+def _gauge(name: str, doc: str, *extra: str) -> tuple[str, str, str, tuple[str, ...]]:
+    return (name, "gauge", doc, extra)
+
+
+USAGE_FAMILIES = [
+    _counter("container_cpu_usage_seconds", "Total CPU time consumed.", "cpu"),
+    _counter("container_cpu_user_seconds", "User CPU time."),
+    _counter("container_cpu_system_seconds", "System CPU time."),
+    _counter("container_cpu_cfs_periods", "Elapsed CFS periods."),
+    _counter("container_cpu_cfs_throttled_periods", "Throttled CFS periods."),
+    _counter("container_cpu_cfs_throttled_seconds", "Time the container was throttled."),
+    _gauge("container_memory_usage_bytes", "Memory usage incl. cache."),
+    _gauge("container_memory_working_set_bytes", "Memory usage minus inactive file cache."),
+    _gauge("container_memory_rss", "Anonymous memory (RSS)."),
+    _gauge("container_memory_cache", "Page cache memory."),
+    _gauge("container_memory_swap", "Swap used."),
+    _gauge("container_memory_max_usage_bytes", "Peak memory usage."),
+    _gauge("container_last_seen", "Last time the container was seen (unix)."),
+    _counter("container_fs_reads_bytes", "Bytes read from block devices.", "device"),
+    _counter("container_fs_writes_bytes", "Bytes written to block devices.", "device"),
+    _counter("container_fs_reads", "Completed reads from block devices.", "device"),
+    _counter("container_fs_writes", "Completed writes to block devices.", "device"),
+    _gauge(
+        "container_fs_usage_bytes",
+        "Bytes used by the container's writable layer on the filesystem (host: in all).",
+        "device",
+    ),
+    _gauge("container_fs_limit_bytes", "Bytes the container's filesystem can hold.", "device"),
+    _gauge("container_fs_inodes_free", "Free inodes.", "device"),
+    _gauge("container_fs_inodes_total", "Inodes.", "device"),
+    _gauge("container_fs_io_current", "I/Os in progress on the filesystem's device.", "device"),
+    *(
+        _counter(
+            f"container_network_{direction}_{metric}",
+            f"Network {direction} {metric.replace('_', ' ')}.",
+            "interface",
+        )
+        for direction, _, metric in NETWORK_FIELDS
+    ),
+]
+LAST_SEEN = 12
+
+
+def _usage_rows(
+    labels: LabelSet,
+    usage: Usage,
+    layer_bytes: int | None,
+    filesystem: Filesystem | None,
+    io_current: int,
+    is_root: bool,
+) -> list[list[Row]]:
+    """One container's rows of each usage family, in USAGE_FAMILIES order (last_seen apart)."""
+    no: tuple[str, ...] = ()
+    u = usage
+    cfs = not is_root
+    peak = u.memory_max_usage_bytes
+    rows: list[list[Row]] = [
+        [(labels, ("total",), u.cpu_usage_seconds)],
+        [(labels, no, u.cpu_user_seconds)],
+        [(labels, no, u.cpu_system_seconds)],
+        [(labels, no, u.cfs_periods)] if cfs else [],
+        [(labels, no, u.cfs_throttled_periods)] if cfs else [],
+        [(labels, no, u.cfs_throttled_seconds)] if cfs else [],
+        [(labels, no, u.memory_usage_bytes)],
+        [(labels, no, u.memory_working_set_bytes)],
+        [(labels, no, u.memory_rss_bytes)],
+        [(labels, no, u.memory_cache_bytes)],
+        [(labels, no, u.memory_swap_bytes)],
+        [(labels, no, peak)] if peak is not None else [],
+        [],  # last_seen: changes every refresh, added by the caller
+        *(
+            [(labels, (device,), value) for device, value in by_device.items()]
+            for by_device in (u.io_read_bytes, u.io_write_bytes, u.io_reads, u.io_writes)
+        ),
+    ]
+    if filesystem is not None and layer_bytes is not None:
+        device = (filesystem.device,)
+        rows += [
+            [(labels, device, layer_bytes)],
+            [(labels, device, filesystem.capacity_bytes)],
+            [(labels, device, filesystem.inodes_free)],
+            [(labels, device, filesystem.inodes_total)],
+            [(labels, device, io_current)],
         ]
-        memory_fields: list[tuple[str, str, Callable[[Usage], float]]] = [
-            (
-                "container_memory_usage_bytes",
-                "Memory usage incl. cache.",
-                lambda u: u.memory_usage_bytes,
-            ),
-            (
-                "container_memory_working_set_bytes",
-                "Memory usage minus inactive file cache.",
-                lambda u: u.memory_working_set_bytes,
-            ),
-            ("container_memory_rss", "Anonymous memory (RSS).", lambda u: u.memory_rss_bytes),
-            ("container_memory_cache", "Page cache memory.", lambda u: u.memory_cache_bytes),
-        ]
-        cpu_total = self._counter(
-            "container_cpu_usage_seconds", "Total CPU time consumed.", ["cpu"]
+    else:
+        rows += [[], [], [], [], []]
+    for direction, attribute, _ in NETWORK_FIELDS:
+        field = f"{direction}_{attribute}"
+        rows.append(
+            [
+                (labels, (interface,), getattr(counts, field))
+                for interface, counts in u.network.items()
+            ]
         )
-        counters = [(self._counter(name, doc), get) for name, doc, get in cpu_fields]
-        gauges = [(self._gauge(name, doc), get) for name, doc, get in memory_fields]
-        last_seen = self._gauge("container_last_seen", "Last time the container was seen (unix).")
-        reads = self._counter(
-            "container_fs_reads_bytes", "Bytes read from block devices.", ["device"]
-        )
-        writes = self._counter(
-            "container_fs_writes_bytes", "Bytes written to block devices.", ["device"]
-        )
-        network = {
-            (direction, field): self._counter(
-                f"container_network_{direction}_{metric}",
-                f"Network {direction} {metric.replace('_', ' ')}.",
-                ["interface"],
-            )
-            for direction in ("receive", "transmit")
-            for field, metric in (
-                ("bytes", "bytes"),
-                ("packets", "packets"),
-                ("errors", "errors"),
-                ("dropped", "packets_dropped"),
-            )
-        }
-        for sample in samples:
-            usage = sample.usage
-            if usage is None:
-                continue
-            labels = self._labels(sample.container)
-            cpu_total.add_metric([*labels, "total"], usage.cpu_usage_seconds)
-            for family, get in (*counters, *gauges):
-                family.add_metric(labels, get(usage))
-            last_seen.add_metric(labels, sample.seen_at)
-            for device, value in usage.io_read_bytes.items():
-                reads.add_metric([*labels, device], value)
-            for device, value in usage.io_write_bytes.items():
-                writes.add_metric([*labels, device], value)
-            for interface, counts in usage.network.items():
-                for (direction, field), family in network.items():
-                    value = getattr(counts, f"{direction}_{field}")
-                    family.add_metric([*labels, interface], value)
-        yield cpu_total
-        yield from (family for family, _ in (*counters, *gauges))
-        yield from (last_seen, reads, writes, *network.values())
+    return rows
+
+
+def _state_rows(c: Container, labels: LabelSet) -> list[list[Row]]:
+    """The container's rows of each state family, in `_state`'s family order."""
+    no: tuple[str, ...] = ()
+    thresholds = [_percent(c, docker_label) for docker_label in THRESHOLD_LABELS.values()]
+    quota = c.cpu_quota_us > 0
+    return [
+        [(labels, no, 1 if c.running else 0)],
+        [(labels, (name,), 1 if c.state == name else 0) for name in CONTAINER_STATES],
+        [(labels, no, c.restart_count)],
+        [(labels, no, c.exit_code)],
+        [(labels, no, 1 if c.oom_killed else 0)],
+        [(labels, (status,), 1 if c.health == status else 0) for status in HEALTH_STATUSES],
+        [(labels, no, c.started_at)] if c.started_at > 0 else [],
+        [(labels, no, c.memory_limit_bytes)],
+        [(labels, no, c.memory_reservation_bytes)],
+        [(labels, no, c.cpu_quota_us)] if quota else [],
+        [(labels, no, c.cpu_period_us)] if quota else [],
+        [(labels, no, 0 if _is_false(c.labels.get(EXPECT_RUNNING_LABEL)) else 1)],
+        *([(labels, no, value)] if value is not None else [] for value in thresholds),
+    ]
+
+
+class ContainerCollector(Collector):
+    """The container families as a prometheus_client Collector (generate_latest, tests)."""
+
+    def __init__(
+        self, snapshot: Callable[[], Snapshot], label_filter: LabelFilter | None = None
+    ) -> None:
+        self._snapshot = snapshot
+        self.metrics = ContainerMetrics(label_filter)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # unchecked collector: families depend on the data
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.metrics.families(self._snapshot()):
+            yield family.to_metric()
 
 
 class ExporterCollector(Collector):
@@ -207,10 +370,12 @@ class ExporterCollector(Collector):
         probe_results: Callable[[], list[ProbeResult]],
         errors_total: Callable[[], int],
         machine: tuple[int, int] = (0, 0),
+        phases: Callable[[], dict[str, float]] = dict,
     ) -> None:
         self._snapshot = snapshot
         self._probe_results = probe_results
         self._errors_total = errors_total
+        self._phases = phases
         self._machine_cpu_cores, self._machine_memory_bytes = machine
 
     def describe(self) -> Iterator[Metric]:
@@ -221,6 +386,7 @@ class ExporterCollector(Collector):
         yield from self._probe_metrics(self._probe_results())
 
     def _self_metrics(self, snapshot: Snapshot) -> Iterator[Metric]:
+        phases = {"read": snapshot.refresh_seconds, **self._phases()}
         yield GaugeMetricFamily(
             "dockpulse_docker_up",
             "1 when the Docker engine answered at the last refresh, 0 otherwise.",
@@ -228,13 +394,28 @@ class ExporterCollector(Collector):
         )
         yield GaugeMetricFamily(
             "dockpulse_collect_duration_seconds",
-            "Time the last background refresh of all containers took.",
-            value=snapshot.refresh_seconds,
+            "Time the last refresh took, from its start until the new exposition was servable "
+            "(read + render + compress).",
+            value=sum(phases.values()),
         )
+        by_phase = GaugeMetricFamily(
+            "dockpulse_collect_phase_duration_seconds",
+            "Time each phase of the last refresh took.",
+            labels=["phase"],
+        )
+        for phase, seconds in phases.items():
+            by_phase.add_metric([phase], seconds)
+        yield by_phase
         yield GaugeMetricFamily(
             "dockpulse_last_refresh_timestamp_seconds",
             "Unix time of the last background refresh.",
             value=snapshot.taken_at,
+        )
+        yield GaugeMetricFamily(
+            "dockpulse_stats_api_containers",
+            "Running containers whose cgroup could not be located, read through Docker's "
+            "stats API instead (slower; see the log).",
+            value=snapshot.stats_api_containers,
         )
         yield GaugeMetricFamily(
             "machine_cpu_cores", "CPU cores of the Docker host.", value=self._machine_cpu_cores

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, HttpUrl, model_validator
 
 from dockpulse.settings import Duration, ListenAddress, load_settings
 
@@ -18,7 +20,37 @@ ENVIRONMENT = {
     "EXPORTER_RESYNC_INTERVAL": "resync_interval",
     "EXPORTER_CGROUP_ROOT": "cgroup_root",
     "EXPORTER_PROC_ROOT": "proc_root",
+    "EXPORTER_DOCKER_ROOT_DIR": "docker_root_dir",
+    "EXPORTER_FILESYSTEM_INTERVAL": "filesystem_interval",
+    "EXPORTER_HTTP_READ_TIMEOUT": "http_read_timeout",
+    "EXPORTER_HTTP_MAX_CONNECTIONS": "http_max_connections",
 }
+COMPOSE_LABELS = "com.docker.compose.*"
+
+
+class LabelFilter(BaseModel):
+    """Which Docker labels become `container_label_*` (shell-style patterns, deny wins).
+
+    cAdvisor exports every label; so does the default here. Narrow `allow` (or grow `deny`)
+    to keep the label set small; Compose's labels are in the default allow list either way.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    allow: list[str] = Field(default_factory=lambda: ["*"])
+    deny: list[str] = Field(default_factory=list)
+
+    def exports(self, docker_label: str) -> bool:
+        return any(fnmatchcase(docker_label, p) for p in self.allow) and not any(
+            fnmatchcase(docker_label, p) for p in self.deny
+        )
+
+
+def _label_filter(value: Any) -> Any:
+    """A plain list (the older form) is an allow list; Compose's labels stay in."""
+    if isinstance(value, list):
+        return {"allow": [COMPOSE_LABELS, *value]}
+    return value
 
 
 class Probe(BaseModel):
@@ -49,8 +81,14 @@ class ExporterConfig(BaseModel):
     resync_interval: Duration = 60.0
     cgroup_root: Path = Path("/sys/fs/cgroup")
     proc_root: Path = Path("/proc")
-    container_labels: list[str] = Field(default_factory=list)  # Docker labels to export
+    docker_root_dir: Path | None = None  # default: Docker's own (docker info), if visible here
+    filesystem_interval: Duration = 60.0  # writable-layer sizes and filesystem stats
+    container_labels: Annotated[LabelFilter, BeforeValidator(_label_filter)] = Field(
+        default_factory=LabelFilter
+    )
     probes: list[Probe] = Field(default_factory=list)
+    http_read_timeout: Duration = 10.0  # a connection must send its request within this
+    http_max_connections: int = Field(default=32, ge=1)  # served at once; more are closed
 
     @model_validator(mode="after")
     def _unique_probe_names(self) -> ExporterConfig:

@@ -65,6 +65,7 @@ def container_from_inspect(data: dict[str, Any]) -> Container:
         memory_limit_bytes=int(host.get("Memory") or 0),
         cpu_quota_us=max(quota, 0),
         cpu_period_us=period if quota > 0 else 0,
+        memory_reservation_bytes=int(host.get("MemoryReservation") or 0),
     )
 
 

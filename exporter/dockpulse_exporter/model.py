@@ -25,6 +25,7 @@ class Container:
     memory_limit_bytes: int  # 0 when unlimited
     cpu_quota_us: int  # 0 when unlimited
     cpu_period_us: int
+    memory_reservation_bytes: int = 0  # 0 when none
 
     @property
     def running(self) -> bool:
@@ -57,9 +58,23 @@ class Usage:
     memory_working_set_bytes: int = 0
     memory_rss_bytes: int = 0
     memory_cache_bytes: int = 0
+    memory_swap_bytes: int = 0
+    memory_max_usage_bytes: int | None = None  # None where the kernel keeps no peak
     io_read_bytes: dict[str, int] = field(default_factory=dict)  # by device "major:minor"
     io_write_bytes: dict[str, int] = field(default_factory=dict)
+    io_reads: dict[str, int] = field(default_factory=dict)  # completed read operations
+    io_writes: dict[str, int] = field(default_factory=dict)
     network: dict[str, NetworkCounters] = field(default_factory=dict)  # by interface
+
+
+@dataclass(frozen=True, slots=True)
+class Filesystem:
+    """The filesystem holding Docker's data (writable layers), as statvfs and diskstats see it."""
+
+    device: str  # e.g. /dev/vda, as cAdvisor names it
+    capacity_bytes: int
+    inodes_total: int
+    inodes_free: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +84,18 @@ class Sample:
     container: Container
     usage: Usage | None
     seen_at: float
+    cgroup_id: str = ""  # cAdvisor's `id`: the cgroup path, e.g. /docker/<id>
+    writable_layer_bytes: int | None = None  # from the slow filesystem pass
+
+
+@dataclass(frozen=True, slots=True)
+class MachineSample:
+    """The whole host as cAdvisor's root cgroup (`id="/"`) reports it."""
+
+    usage: Usage
+    filesystem: Filesystem | None
+    filesystem_used_bytes: int
+    io_current: int  # I/Os in progress on the Docker filesystem's device
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +103,8 @@ class Snapshot:
     """Everything one background refresh produced; scrapes read only this."""
 
     samples: tuple[Sample, ...] = ()
+    machine: MachineSample | None = None
     docker_up: bool = False
-    refresh_seconds: float = 0.0
+    refresh_seconds: float = 0.0  # reading Docker's state and every cgroup
     taken_at: float = 0.0
+    stats_api_containers: int = 0  # running containers read through Docker's stats API

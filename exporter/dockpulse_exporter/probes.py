@@ -6,6 +6,7 @@ import bisect
 import dataclasses
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import requests
@@ -56,7 +57,8 @@ def probe_once(session: requests.Session, probe: Probe) -> tuple[bool, float, in
 class ProbeRunner:
     """Runs every configured probe on its interval; `results()` is what scrapes read."""
 
-    def __init__(self, probes: list[Probe]) -> None:
+    def __init__(self, probes: list[Probe], on_result: Callable[[], None] = lambda: None) -> None:
+        self.on_result = on_result  # called after every probe run (re-renders the exposition)
         self._results = {probe.name: ProbeResult(probe) for probe in probes}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -89,5 +91,6 @@ class ProbeRunner:
             success, duration, status = probe_once(session, probe)
             with self._lock:
                 self._results[probe.name].record(success, duration, status)
+            self.on_result()
             next_run += probe.interval
             self._stop.wait(max(next_run - time.monotonic(), 0.0))

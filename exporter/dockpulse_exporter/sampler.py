@@ -6,10 +6,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from dockpulse_exporter.cgroups import CgroupReader
 from dockpulse_exporter.docker_watch import DockerWatcher
-from dockpulse_exporter.model import Container, Sample, Snapshot, Usage
+from dockpulse_exporter.machine import FilesystemSampler, FilesystemState, root_usage
+from dockpulse_exporter.model import Container, MachineSample, Sample, Snapshot, Usage
 from dockpulse_exporter.stats_api import StatsApiReader
 
 log = logging.getLogger(__name__)
@@ -27,17 +29,23 @@ class Sampler:
         interval: float,
         stats_api: StatsApiReader | None = None,
         on_refresh: Callable[[], None] | None = None,
+        filesystem: FilesystemSampler | None = None,
+        proc_root: Path | None = None,
     ) -> None:
         self.watcher = watcher
         self.cgroups = cgroups
         self.interval = interval
         self.stats_api = stats_api or StatsApiReader()
         self.on_refresh = on_refresh
+        self.filesystem = filesystem
+        self.proc_root = proc_root  # None: no machine-wide (id="/") series
         self.snapshot = Snapshot()
         self.errors_total = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._known_ids: set[str] = set()
+        self._running_ids: set[str] = set()
+        self._fallback_logged: set[str] = set()
 
     def request_refresh(self) -> None:
         """Ask for a refresh now (called on Docker events)."""
@@ -63,25 +71,59 @@ class Sampler:
     def refresh(self) -> Snapshot:
         started = time.perf_counter()
         containers = self.watcher.containers()
-        usages = self._read_usage([c for c in containers if c.running])
+        running = [c for c in containers if c.running]
+        self._release_gone(containers, running)
+        usages, fallback = self._read_usage(running)
+        filesystem = self.filesystem.state if self.filesystem is not None else FilesystemState()
+        layers = filesystem.layer_bytes
         now = time.time()
-        samples = tuple(Sample(c, usages.get(c.id), now) for c in containers)
-        current_ids = {c.id for c in containers}
-        for gone in self._known_ids - current_ids:
-            self.cgroups.forget(gone)
-        self._known_ids = current_ids
+        samples = tuple(
+            Sample(c, usages.get(c.id), now, self.cgroups.cgroup_id(c), layers.get(c.id))
+            for c in containers
+        )
         snapshot = Snapshot(
             samples=samples,
+            machine=self._machine(filesystem),
             docker_up=self.watcher.docker_up,
             refresh_seconds=time.perf_counter() - started,
             taken_at=now,
+            stats_api_containers=fallback,
         )
         self.snapshot = snapshot
         if self.on_refresh is not None:
             self.on_refresh()
         return snapshot
 
-    def _read_usage(self, running: list[Container]) -> dict[str, Usage | None]:
+    def _release_gone(self, containers: list[Container], running: list[Container]) -> None:
+        """Close the files of stopped containers at once, and forget removed ones."""
+        current_ids = {c.id for c in containers}
+        running_ids = {c.id for c in running}
+        for stopped in self._running_ids - running_ids:
+            self.cgroups.release(stopped)
+        for gone in self._known_ids - current_ids:
+            self.cgroups.forget(gone)
+            self._fallback_logged.discard(gone)
+        self._known_ids, self._running_ids = current_ids, running_ids
+
+    def _machine(self, filesystem: FilesystemState) -> MachineSample | None:
+        if self.proc_root is None:
+            return None
+        disks = self.cgroups.devices.stats()
+        try:
+            usage = root_usage(self.proc_root, disks)
+        except (OSError, ValueError, IndexError) as exc:
+            self.errors_total += 1
+            log.warning("cannot read the host's usage from %s: %s", self.proc_root, exc)
+            return None
+        disk = disks.get(filesystem.device_number)
+        return MachineSample(
+            usage=usage,
+            filesystem=filesystem.filesystem,
+            filesystem_used_bytes=filesystem.used_bytes,
+            io_current=disk.in_progress if disk is not None else 0,
+        )
+
+    def _read_usage(self, running: list[Container]) -> tuple[dict[str, Usage | None], int]:
         usages: dict[str, Usage | None] = {}
         unreadable: list[Container] = []
         for container in running:
@@ -89,7 +131,17 @@ class Sampler:
             if usage is None:
                 unreadable.append(container)
             usages[container.id] = usage
+        for container in unreadable:
+            if container.id not in self._fallback_logged:
+                self._fallback_logged.add(container.id)
+                log.warning(
+                    "container %s (%s): cgroup not found under %s; reading it through Docker's "
+                    "stats API instead (one API call per refresh)",
+                    container.name,
+                    container.id[:12],
+                    self.cgroups.root,
+                )
         api = self.watcher.api
         if unreadable and api is not None and self.watcher.docker_up:
             usages.update(self.stats_api.read_many(api, unreadable))
-        return usages
+        return usages, len(unreadable)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from dockpulse_exporter.devices import DeviceNames
 from tests.helpers import value, wait_for_samples, wait_until
 
 
@@ -67,11 +68,13 @@ def test_disk_writes_match_the_kernels_blkio_counters(
     blkio = Path(
         f"/sys/fs/cgroup/blkio/docker/{writer.id}/blkio.throttle.io_service_bytes_recursive"
     )
+    names = DeviceNames(Path("/proc"))
     kernel: dict[str, int] = {}
     for line in blkio.read_text().splitlines():
         parts = line.split()
         if len(parts) == 3 and parts[1] == "Write":
-            kernel[parts[0]] = kernel.get(parts[0], 0) + int(parts[2])
+            device = names.name(parts[0])
+            kernel[device] = kernel.get(device, 0) + int(parts[2])
     samples = exporter.scrape()
     exported = {
         labels["device"]: sample_value
@@ -170,11 +173,98 @@ def test_threshold_and_expect_running_labels(exporter, run_container) -> None:
     assert value(samples, "dockpulse_container_cpu_threshold_percent", name=untuned.name) is None
 
 
+def labels_of(samples, metric: str, name: str) -> dict[str, str]:
+    return next(lbl for n, lbl, _ in samples if n == metric and lbl.get("name") == name)
+
+
 def test_whitelisted_labels_become_prometheus_labels(start_exporter, run_container) -> None:
     exporter = start_exporter(container_labels=["com.example.team"])
-    owned = run_container("sleep 300", labels={"com.example.team": "payments", "secret": "x"})
+    owned = run_container(
+        "sleep 300",
+        labels={"com.example.team": "payments", "secret": "x", "com.docker.compose.service": "a"},
+    )
     samples = wait_for_samples(exporter.scrape, lambda s: value(s, "container_up", name=owned.name))
-    labels = next(lbl for n, lbl, _ in samples if n == "container_up" and lbl["name"] == owned.name)
+    labels = labels_of(samples, "container_up", owned.name)
     assert labels["container_label_com_example_team"] == "payments"
+    assert labels["container_label_com_docker_compose_service"] == "a"  # Compose's stay in
     assert "container_label_secret" not in labels
-    assert labels["id"] == owned.id and labels["image"]
+    # `id` is the cgroup path, as cAdvisor sets it (cgroup v1, cgroupfs driver here).
+    assert labels["id"] == f"/docker/{owned.id}" and labels["image"]
+
+
+def test_every_docker_label_by_default_and_deny_list(start_exporter, run_container) -> None:
+    everything = start_exporter()
+    denied = start_exporter(container_labels={"deny": ["org.label-schema.*"]})
+    owned = run_container(
+        "sleep 300", labels={"org.label-schema.group": "monitoring", "com.example.team": "web"}
+    )
+    for exporter, schema_group in ((everything, "monitoring"), (denied, None)):
+        samples = wait_for_samples(
+            exporter.scrape,
+            lambda s: value(s, "container_memory_usage_bytes", name=owned.name) is not None,
+        )
+        labels = labels_of(samples, "container_memory_usage_bytes", owned.name)
+        assert labels.get("container_label_org_label_schema_group") == schema_group
+        assert labels["container_label_com_example_team"] == "web"
+
+
+def test_cadvisor_memory_and_filesystem_families(start_exporter, run_container) -> None:
+    exporter = start_exporter(filesystem_interval="500ms")
+    writer = run_container(
+        "head -c 3000000 /dev/zero > /tmp/blob && sleep 300",
+        mem_limit="64m",
+        mem_reservation="32m",
+    )
+
+    def layer_written(samples) -> bool:
+        return (value(samples, "container_fs_usage_bytes", name=writer.name) or 0) >= 3_000_000
+
+    samples = wait_for_samples(exporter.scrape, layer_written, timeout=30)
+    name = writer.name
+    assert value(samples, "container_spec_memory_reservation_limit_bytes", name=name) == 32 * 2**20
+    assert value(samples, "container_memory_max_usage_bytes", name=name) > 0
+    assert value(samples, "container_memory_swap", name=name) is not None
+    limit = value(samples, "container_fs_limit_bytes", name=name)
+    assert limit > value(samples, "container_fs_usage_bytes", name=name)
+    total = value(samples, "container_fs_inodes_total", name=name)
+    assert 0 < value(samples, "container_fs_inodes_free", name=name) <= total
+    assert value(samples, "container_fs_io_current", name=name) >= 0
+    device = labels_of(samples, "container_fs_usage_bytes", name)["device"]
+    assert device.startswith("/dev/")
+
+
+def test_machine_wide_root_cgroup_series(exporter) -> None:
+    samples = wait_for_samples(
+        exporter.scrape, lambda s: value(s, "container_fs_limit_bytes", id="/") is not None
+    )
+    meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    total = int(meminfo["MemTotal"].split()[0]) * 1024
+    root = {"id": "/", "name": "", "image": ""}
+    assert 0 < value(samples, "container_memory_usage_bytes", **root) <= total
+    assert 0 < value(samples, "container_memory_rss", **root) <= total
+    assert value(samples, "container_cpu_system_seconds_total", **root) > 0
+    interfaces = {
+        labels["interface"]
+        for n, labels, _ in samples
+        if n == "container_network_receive_bytes_total" and labels["id"] == "/"
+    }
+    assert interfaces and "lo" not in interfaces
+    # The root series is no container: no state series for it.
+    assert value(samples, "container_up", id="/") is None
+
+
+def test_stats_api_fallback_is_counted_and_logged_once(
+    start_exporter, run_container, tmp_path: Path
+) -> None:
+    # No cgroup tree where the exporter looks: every container goes through Docker's stats API.
+    (tmp_path / "no-cgroups").mkdir()
+    exporter = start_exporter(cgroup_root=str(tmp_path / "no-cgroups"))
+    sleeper = run_container("sleep 300")
+    samples = wait_for_samples(
+        exporter.scrape,
+        lambda s: value(s, "container_memory_usage_bytes", name=sleeper.name) is not None,
+    )
+    assert value(samples, "dockpulse_stats_api_containers") >= 1
+    time.sleep(1.5)  # several refreshes at 300 ms
+    lines = [line for line in exporter.service.log.read_text().splitlines() if sleeper.name in line]
+    assert len(lines) == 1 and "stats API" in lines[0]

@@ -15,9 +15,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from dockpulse_exporter.cgroups import USER_HZ, CgroupReader
 from dockpulse_exporter.collector import ContainerCollector, ExporterCollector
-from dockpulse_exporter.config import Probe
+from dockpulse_exporter.config import LabelFilter, Probe
 from dockpulse_exporter.exposition import Exposition
-from dockpulse_exporter.model import Container, Sample, Snapshot
+from dockpulse_exporter.model import Container, Filesystem, MachineSample, Sample, Snapshot, Usage
 from dockpulse_exporter.probes import ProbeResult
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -71,6 +71,8 @@ def test_cgroup_v2_reader(tmp_path: Path) -> None:
             f"{scope}/memory.current": "104857600\n",
             f"{scope}/memory.stat": "anon 73400320\nfile 31457280\ninactive_file 10485760\n",
             f"{scope}/io.stat": "8:0 rbytes=4096 wbytes=16777216 rios=1 wios=16 dbytes=0 dios=0\n",
+            f"{scope}/memory.swap.current": "8192\n",
+            f"{scope}/memory.peak": "209715200\n",
             **proc_net_dev(4242),
         },
     )
@@ -82,6 +84,8 @@ def test_cgroup_v2_reader(tmp_path: Path) -> None:
     assert usage.memory_working_set_bytes == 90 * 2**20
     assert (usage.memory_rss_bytes, usage.memory_cache_bytes) == (70 * 2**20, 30 * 2**20)
     assert usage.io_write_bytes == {"8:0": 16 * 2**20} and usage.io_read_bytes == {"8:0": 4096}
+    assert usage.io_reads == {"8:0": 1} and usage.io_writes == {"8:0": 16}
+    assert (usage.memory_swap_bytes, usage.memory_max_usage_bytes) == (8192, 200 * 2**20)
     assert usage.network["eth0"].receive_bytes == 1000
     assert usage.network["eth0"].transmit_dropped == 4
 
@@ -97,9 +101,14 @@ def test_cgroup_v1_reader_with_systemd_driver(tmp_path: Path) -> None:
             f"sys/memory/{relative}/memory.usage_in_bytes": "2000\n",
             f"sys/memory/{relative}/memory.stat": "cache 1\nrss 2\ntotal_cache 700\n"
             "total_rss 1200\ntotal_inactive_file 500\n",
+            f"sys/memory/{relative}/memory.max_usage_in_bytes": "4000\n",
             f"sys/blkio/{relative}/blkio.throttle.io_service_bytes_recursive": (
                 "8:0 Read 100\n8:0 Write 300\n8:0 Sync 400\n8:0 Total 400\nTotal 400\n"
             ),
+            f"sys/blkio/{relative}/blkio.throttle.io_serviced_recursive": (
+                "8:0 Read 1\n8:0 Write 3\n8:0 Sync 4\n8:0 Total 4\nTotal 4\n"
+            ),
+            "proc/diskstats": "   8       0 sda 1 0 2 0 3 0 4 0 0 0 0 0 0 0 0 0 0\n",
         },
     )
     reader = CgroupReader(tmp_path / "sys", tmp_path / "proc")
@@ -108,7 +117,11 @@ def test_cgroup_v1_reader_with_systemd_driver(tmp_path: Path) -> None:
     assert (usage.cpu_usage_seconds, usage.cpu_user_seconds, usage.cpu_system_seconds) == (3, 2, 1)
     assert usage.memory_working_set_bytes == 1500
     assert (usage.memory_rss_bytes, usage.memory_cache_bytes) == (1200, 700)
-    assert usage.io_read_bytes == {"8:0": 100} and usage.io_write_bytes == {"8:0": 300}
+    # Devices are named as cAdvisor names them.
+    assert usage.io_read_bytes == {"/dev/sda": 100} and usage.io_write_bytes == {"/dev/sda": 300}
+    assert usage.io_reads == {"/dev/sda": 1} and usage.io_writes == {"/dev/sda": 3}
+    assert usage.memory_max_usage_bytes == 4000
+    assert reader.cgroup_id(make_container(pid=0)) == f"/{relative}"
     # Files stay open between refreshes and are re-read: a new value shows up.
     (tmp_path / f"sys/cpuacct/{relative}/cpuacct.usage").write_text("4000000000\n")
     assert reader.read(make_container(pid=0)).cpu_usage_seconds == 4
@@ -146,9 +159,21 @@ def test_exposition_matches_golden_file(tmp_path: Path) -> None:
         cpu_quota_us=0,
         cpu_period_us=0,
     )
-    usage = CgroupReader(tmp_path / "sys", tmp_path / "proc").read(running)
+    reader = CgroupReader(tmp_path / "sys", tmp_path / "proc")
+    usage = reader.read(running)
+    assert reader.cgroup_id(running) == f"/docker/{CONTAINER_ID}"
+    machine = MachineSample(
+        usage=Usage(cpu_usage_seconds=100, memory_usage_bytes=2**30, memory_rss_bytes=2**29),
+        filesystem=Filesystem("/dev/vda", 2**40, 1000, 600),
+        filesystem_used_bytes=2**39,
+        io_current=3,
+    )
     snapshot = Snapshot(
-        samples=(Sample(running, usage, 1_700_000_100.0), Sample(stopped, None, 1_700_000_100.0)),
+        samples=(
+            Sample(running, usage, 1_700_000_100.0, reader.cgroup_id(running), 8192),
+            Sample(stopped, None, 1_700_000_100.0, f"/docker/{'dead' * 16}"),
+        ),
+        machine=machine,
         docker_up=True,
         refresh_seconds=0.25,
         taken_at=1_700_000_100.0,
@@ -156,7 +181,8 @@ def test_exposition_matches_golden_file(tmp_path: Path) -> None:
     probe = ProbeResult(Probe(name="webapp", url="http://127.0.0.1:8000/health", slow_threshold=1))
     probe.record(True, 0.03, 200)
     containers = CollectorRegistry(auto_describe=False)
-    containers.register(ContainerCollector(lambda: snapshot, exported_labels=[]))
+    collector = ContainerCollector(lambda: snapshot, LabelFilter(deny=["dockpulse.*"]))
+    containers.register(collector)
     rest = CollectorRegistry(auto_describe=False)
     rest.register(
         ExporterCollector(
@@ -166,13 +192,13 @@ def test_exposition_matches_golden_file(tmp_path: Path) -> None:
             machine=(2, 24 * 2**30),
         )
     )
-    exposition = Exposition(containers, rest)
+    exposition = Exposition(lambda: collector.metrics.families(snapshot), rest)
     exposition.update_containers()
-    text = exposition.body().decode()
+    text = b"".join(exposition.body()).decode()
     golden = GOLDEN / "exposition.txt"
     if os.environ.get("DOCKPULSE_UPDATE_GOLDEN"):
         golden.write_text(text)
     assert text == golden.read_text()
     # The fast renderer says exactly what prometheus_client would, and gzip is the same text.
     assert text == (generate_latest(rest) + generate_latest(containers)).decode()
-    assert gzip.decompress(exposition.body(gzipped=True)).decode() == text
+    assert gzip.decompress(b"".join(exposition.body(gzipped=True))).decode() == text
