@@ -296,18 +296,30 @@ class LocalStack:
             name, port, service.process, folder, folder / "outbox", folder / "container_alerts.log"
         )
 
-    def alertmanager(self, relay_url: str, name: str = "alertmanager", **caps: str) -> Service:
-        """The real Alertmanager (clustering off) from `alertmanager_config`."""
+    def alertmanager(
+        self,
+        relay_url: str,
+        name: str = "alertmanager",
+        cluster_port: int | None = None,
+        peers: Sequence[int] = (),
+        flags: Sequence[str] = (),
+        **caps: str,
+    ) -> Service:
+        """The real Alertmanager from `alertmanager_config`: clustering off, or gossiping on
+        127.0.0.1:`cluster_port` with the peers at 127.0.0.1:`peers`; `flags` are added."""
         folder, port = self.folder(name), free_port()
         config_file = folder / "alertmanager.yml"
         config = alertmanager_config(relay_url, self.token_file, **caps)
         config_file.write_text(yaml.safe_dump(config))
+        cluster = f"127.0.0.1:{cluster_port}" if cluster_port else ""
         args = [
             binary("prometheus-alertmanager", "alertmanager"),
             f"--config.file={config_file}",
             f"--storage.path={folder / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
+            f"--cluster.listen-address={cluster}",
+            *(f"--cluster.peer=127.0.0.1:{peer}" for peer in peers),
+            *flags,
         ]
         return self.start(name, args, port, "/-/ready")
 
