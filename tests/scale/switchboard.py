@@ -1,5 +1,7 @@
-"""A tiny local HTTP server for the cluster test: it serves switches as metrics for Prometheus to
-scrape (an alert fires when the test turns its switch on), and takes Alertmanager's webhook
+"""Alertmanager clusters on loopback, for the cluster test and bench/alertmanager_failover.py.
+
+A tiny local HTTP server, the switchboard, serves switches as metrics for Prometheus to scrape
+(the rule in SWITCH_RULES fires when a switch is turned on), and takes Alertmanager's webhook
 notifications, recording who sent each one and when."""
 
 from __future__ import annotations
@@ -12,6 +14,28 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import requests
+import yaml
+
+from tests.helpers import free_port, wait_until
+from tests.support.local_stack import TEST_INTERVAL, LocalStack, Service, prometheus_config
+
+SWITCH_RULES = {
+    "groups": [
+        {
+            "name": "switchboard",
+            "rules": [
+                {
+                    "alert": "SwitchOn",
+                    "expr": "scale_test_switch == 1",
+                    "labels": {"severity": "critical"},  # the shipped route: notified at once
+                    "annotations": {"summary": "Switch {{ $labels.case }} is on"},
+                }
+            ],
+        }
+    ]
+}
 
 
 @dataclass
@@ -92,3 +116,43 @@ def switchboard() -> Iterator[Switchboard]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def cluster_peers(alertmanager: Service) -> int:
+    """Members an Alertmanager sees in its cluster once it is ready (0 before)."""
+    status = requests.get(f"{alertmanager.url}/api/v2/status", timeout=5).json()["cluster"]
+    return len(status.get("peers") or []) if status["status"] == "ready" else 0
+
+
+def alertmanager_cluster(
+    stack: LocalStack, receiver_url: str, size: int = 2, flags: tuple[str, ...] = ()
+) -> list[Service]:
+    """`size` real Alertmanagers with the shipped config, each a peer of all others on
+    127.0.0.1, notifying `receiver_url`; returned once every one sees them all."""
+    cluster_ports = [free_port() for _ in range(size)]
+    peers = [
+        stack.alertmanager(
+            receiver_url,
+            name=f"alertmanager-{number + 1}",
+            cluster_port=port,
+            peers=[other for other in cluster_ports if other != port],
+            flags=flags,
+        )
+        for number, port in enumerate(cluster_ports)
+    ]
+    wait_until(lambda: all(cluster_peers(peer) == size for peer in peers), timeout=60)
+    return peers
+
+
+def switch_prometheus(
+    stack: LocalStack,
+    board: Switchboard,
+    alertmanagers: list[Service],
+    interval: str = TEST_INTERVAL,
+) -> Service:
+    """Prometheus scraping the switchboard and sending SWITCH_RULES' alerts to every peer."""
+    rules = stack.work_dir / "switch-rules.yml"
+    rules.write_text(yaml.safe_dump(SWITCH_RULES))
+    ports = [alertmanager.port for alertmanager in alertmanagers]
+    config = prometheus_config(board.port, ports, ".*", [str(rules)], interval)
+    return stack.prometheus(config)

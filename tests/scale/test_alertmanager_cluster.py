@@ -20,32 +20,16 @@ import pytest
 import requests
 import yaml
 
-from tests.helpers import free_port, wait_until
-from tests.scale.switchboard import Switchboard, switchboard
-from tests.support.local_stack import (
-    PROMETHEUS_DIR,
-    TEST_INTERVAL,
-    LocalStack,
-    Service,
-    prometheus_config,
+from tests.helpers import wait_until
+from tests.scale.switchboard import (
+    Switchboard,
+    alertmanager_cluster,
+    switch_prometheus,
+    switchboard,
 )
+from tests.support.local_stack import PROMETHEUS_DIR, LocalStack, Service
 
 PEER_TIMEOUT = 3.0
-TEST_RULES = {
-    "groups": [
-        {
-            "name": "scale-test",
-            "rules": [
-                {
-                    "alert": "ScaleTestSwitchOn",
-                    "expr": "scale_test_switch == 1",
-                    "labels": {"severity": "critical"},
-                    "annotations": {"summary": "Switch {{ $labels.case }} is on"},
-                }
-            ],
-        }
-    ]
-}
 
 
 def alerts_on(alertmanager: Service, **filters: str) -> list[dict[str, Any]]:
@@ -62,11 +46,6 @@ def silence_ids(alertmanager: Service) -> set[str]:
     return {silence["id"] for silence in answer if silence["status"]["state"] == "active"}
 
 
-def cluster_peers(alertmanager: Service) -> int:
-    status = requests.get(f"{alertmanager.url}/api/v2/status", timeout=5).json()["cluster"]
-    return len(status.get("peers") or []) if status["status"] == "ready" else 0
-
-
 @pytest.fixture
 def board() -> Iterator[Switchboard]:
     with switchboard() as running:
@@ -77,28 +56,13 @@ def test_two_peers_notify_once_share_silences_and_survive_one_killed(
     tmp_path: Path, board: Switchboard
 ) -> None:
     with LocalStack(tmp_path) as stack:
-        cluster_ports = [free_port(), free_port()]
-        peers = [
-            stack.alertmanager(
-                board.url,
-                name=f"alertmanager-{number + 1}",
-                cluster_port=cluster_ports[number],
-                peers=[cluster_ports[1 - number]],
-                flags=[f"--cluster.peer-timeout={PEER_TIMEOUT:.0f}s"],
-            )
-            for number in (0, 1)
-        ]
-        first, second = peers
-        wait_until(lambda: all(cluster_peers(peer) == 2 for peer in peers), timeout=60)
-
-        rules = tmp_path / "rules.yml"
-        rules.write_text(yaml.safe_dump(TEST_RULES))
-        config = prometheus_config(
-            board.port, [first.port, second.port], ".*", [str(rules)], TEST_INTERVAL
+        peers = alertmanager_cluster(
+            stack, board.url, 2, (f"--cluster.peer-timeout={PEER_TIMEOUT:.0f}s",)
         )
+        first, second = peers
         shipped = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
         assert len(shipped["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]) == 2
-        prometheus = stack.prometheus(config)
+        prometheus = switch_prometheus(stack, board, peers)
 
         # An alert fires: both peers have it from Prometheus, one of them notifies.
         board.switch_on("a")
