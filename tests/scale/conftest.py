@@ -1,6 +1,7 @@
 """Fixtures for the scaling tests: two Docker hosts on this machine, each a private dockerd of its
 own with its own `dockpulse-exporter`, and one Prometheus finding both exporters in a file_sd
-targets file, as prometheus/targets/exporters.yml lists a user's hosts."""
+targets file, as prometheus/targets/exporters.yml lists a user's hosts; it alerts through the
+real Alertmanager to the relay, which writes its mails to an outbox."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from dockpulse_stack.engine import Engine, temporary_engine
 from dockpulse_stack.rootfs import busybox_image
 from tests.support.local_stack import (
     TEST_INTERVAL,
+    TEST_RELAY_TIMINGS,
     LocalStack,
+    Relay,
     Service,
     exporter_config,
     prometheus_config,
@@ -49,6 +52,7 @@ class Host:
 class TwoHosts:
     hosts: tuple[Host, Host]
     prometheus: Service
+    relay: Relay
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +71,14 @@ def two_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoHosts]:
             )
             hosts.append(Host(engine, exporter, busybox_image(engine)))
         stack.callback(local.stop)  # the exporters stop before their engines
+        relay = local.relay(**TEST_RELAY_TIMINGS)
+        alertmanager = local.alertmanager(relay.url)
         config = prometheus_config(
             [host.exporter.port for host in hosts],
-            [],
+            [alertmanager.port],
             CONTAINERS,
             interval=TEST_INTERVAL,
             targets_file=work_dir / "targets" / "exporters.yml",
         )
         prometheus = local.prometheus(config)
-        yield TwoHosts((hosts[0], hosts[1]), prometheus)
+        yield TwoHosts((hosts[0], hosts[1]), prometheus, relay)

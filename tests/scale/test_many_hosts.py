@@ -1,6 +1,7 @@
 """Many Docker hosts on real components: two private dockerds stand in for two hosts, each with
 its own `dockpulse-exporter`, one Prometheus scraping both from a file_sd targets file. A
-container of the same name runs on both; killing it on one host alerts for that host only."""
+container of the same name runs on both; killing it on one host alerts for that host only, and
+the mail names that host."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tests.grafana import dashboards as model
 from tests.helpers import wait_until
 from tests.scale.conftest import TwoHosts
 from tests.support.local_stack import query
+from tests.support.mail import wait_for_mail
 
 pytestmark = pytest.mark.docker
 
@@ -39,7 +41,7 @@ def up_on(prometheus_url: str, name: str) -> dict[str, float]:
     return {series["metric"]["instance"]: float(series["value"][1]) for series in found}
 
 
-def test_container_killed_on_second_host_alerts_for_that_host_only(two_hosts: TwoHosts) -> None:
+def test_container_killed_on_second_host_alerts_and_mails_for_that_host_only(two_hosts: TwoHosts) -> None:
     first, second = two_hosts.hosts
     prometheus = two_hosts.prometheus.url
     name = f"scale-test-web-{uuid.uuid4().hex[:8]}"
@@ -50,6 +52,7 @@ def test_container_killed_on_second_host_alerts_for_that_host_only(two_hosts: Tw
 
         containers[1].kill()
         alerts = wait_until(lambda: firing(prometheus, "ContainerDown", name), timeout=30)
+        mail = wait_for_mail(two_hosts.relay.outbox, "ContainerDown", name)
         # A few more evaluations: the first host's container must not join it.
         wait_until(lambda: up_on(prometheus, name) == {**both_up, second.instance: 0.0})
         still = wait_until(lambda: firing(prometheus, "ContainerDown", name), timeout=10)
@@ -64,6 +67,8 @@ def test_container_killed_on_second_host_alerts_for_that_host_only(two_hosts: Tw
     assert alert["annotations"]["summary"] == f"Container {name} is down on {second.instance}"
     assert f"on {second.instance} is not running" in alert["annotations"]["description"]
     assert "last exit code 137" in alert["annotations"]["description"]  # the killed one's
+    assert f"Container {name} is down on {second.instance}" in mail.text
+    assert not re.search(rf"{re.escape(first.instance)}\b", mail.text), mail.text
 
 
 def render(legend: str, labels: dict[str, str]) -> str:
