@@ -6,6 +6,7 @@ the mail names that host."""
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from typing import Any
 
@@ -41,7 +42,9 @@ def up_on(prometheus_url: str, name: str) -> dict[str, float]:
     return {series["metric"]["instance"]: float(series["value"][1]) for series in found}
 
 
-def test_container_killed_on_second_host_alerts_and_mails_for_that_host_only(two_hosts: TwoHosts) -> None:
+def test_container_killed_on_second_host_alerts_and_mails_for_that_host_only(
+    two_hosts: TwoHosts,
+) -> None:
     first, second = two_hosts.hosts
     prometheus = two_hosts.prometheus.url
     name = f"scale-test-web-{uuid.uuid4().hex[:8]}"
@@ -51,6 +54,7 @@ def test_container_killed_on_second_host_alerts_and_mails_for_that_host_only(two
         wait_until(lambda: up_on(prometheus, name) == both_up, timeout=30)
 
         containers[1].kill()
+        killed_at = time.time()
         alerts = wait_until(lambda: firing(prometheus, "ContainerDown", name), timeout=30)
         mail = wait_for_mail(two_hosts.relay.outbox, "ContainerDown", name)
         # A few more evaluations: the first host's container must not join it.
@@ -69,6 +73,7 @@ def test_container_killed_on_second_host_alerts_and_mails_for_that_host_only(two
     assert "last exit code 137" in alert["annotations"]["description"]  # the killed one's
     assert f"Container {name} is down on {second.instance}" in mail.text
     assert not re.search(rf"{re.escape(first.instance)}\b", mail.text), mail.text
+    print(f"container killed on the second host -> mail {mail.arrived - killed_at:.1f} s later")
 
 
 def render(legend: str, labels: dict[str, str]) -> str:
