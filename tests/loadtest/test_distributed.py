@@ -8,15 +8,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from collections import Counter
 from contextlib import suppress
 from pathlib import Path
 
 from tests.helpers import Samples, free_port, scrape, value, wait_for_samples, wait_until
-from tests.loadtest.conftest import LOCUSTFILE
+from tests.loadtest.conftest import LAUNCHER, LOCUSTFILE
 
-LAUNCHER = Path(sys.executable).with_name("dockpulse-loadtest")
 VISITOR_ENDPOINTS = ("/", "/health")  # what the `normal` profile's users ask
 
 
