@@ -3,7 +3,8 @@
 shipped `alerting` section with both peers), and a local webhook receiver counting notifications.
 
 The peers agree on who notifies (one notification per alert, not one per peer), share a silence
-made on either, and when one is killed (kill -9) halfway, the other still notifies new alerts.
+made on either, and when the notifying peer is killed (kill -9) halfway, the other still notifies
+new alerts.
 Test timing: `--cluster.peer-timeout=3s` (15 s shipped), the wait of the second peer before it
 notifies in place of the first.
 """
@@ -59,7 +60,6 @@ def test_two_peers_notify_once_share_silences_and_survive_one_killed(
         peers = alertmanager_cluster(
             stack, board.url, 2, (f"--cluster.peer-timeout={PEER_TIMEOUT:.0f}s",)
         )
-        first, second = peers
         shipped = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
         assert len(shipped["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]) == 2
         prometheus = switch_prometheus(stack, board, peers)
@@ -69,35 +69,39 @@ def test_two_peers_notify_once_share_silences_and_survive_one_killed(
         (first_notification, *_) = wait_until(lambda: board.firing("a"), timeout=30)
         for peer in peers:
             wait_until(lambda peer=peer: alerts_on(peer, case="a"), timeout=10)
+        sender = first_notification.sender.rstrip("/")
+        (notifier,) = [peer for peer in peers if sender.endswith(f":{peer.port}")]
+        (survivor,) = [peer for peer in peers if peer is not notifier]
 
-        # A silence made on the first peer reaches the second by gossip.
+        # A silence made on the notifying peer reaches the other by gossip.
         now = datetime.now(UTC)
         silence = {
             "matchers": [{"name": "case", "value": "c", "isRegex": False, "isEqual": True}],
             "startsAt": now.isoformat(),
             "endsAt": (now + timedelta(hours=1)).isoformat(),
             "createdBy": "test",
-            "comment": "made on the first peer",
+            "comment": "made on the notifying peer",
         }
-        answer = requests.post(f"{first.url}/api/v2/silences", json=silence, timeout=5)
+        answer = requests.post(f"{notifier.url}/api/v2/silences", json=silence, timeout=5)
         answer.raise_for_status()
         silence_id = answer.json()["silenceID"]
-        wait_until(lambda: silence_id in silence_ids(second), timeout=10)
+        wait_until(lambda: silence_id in silence_ids(survivor), timeout=10)
 
         # The other peer has had the peer timeout and more to send `a` too, had it not known.
         time.sleep(PEER_TIMEOUT + 2)
         a_notifications = board.firing("a")
 
-        # Halfway: the first peer dies; new alerts still come through the second.
-        first.process.kill()
-        first.process.wait()
+        # Halfway: the peer that notifies dies; new alerts still come through the other, once
+        # it has waited out the peer timeout (the dead peer is still a member for a while).
+        notifier.process.kill()
+        notifier.process.wait()
         killed_at = time.monotonic()
         board.switch_on("b", "c")
         (b_notification, *_) = wait_until(lambda: board.firing("b"), timeout=60)
         silenced = wait_until(
             lambda: [
                 alert
-                for alert in alerts_on(second, case="c")
+                for alert in alerts_on(survivor, case="c")
                 if alert["status"]["state"] == "suppressed"
             ],
             timeout=10,
@@ -108,9 +112,9 @@ def test_two_peers_notify_once_share_silences_and_survive_one_killed(
 
     assert first_notification.authorization.startswith("Bearer ")  # the shipped receiver
     assert len(a_notifications) == 1, [n.sender for n in a_notifications]  # not one per peer
-    assert b_notification.sender.rstrip("/").endswith(f":{second.port}")
+    assert b_notification.sender.rstrip("/").endswith(f":{survivor.port}")
     assert silenced[0]["status"]["silencedBy"] == [silence_id]
-    assert c_notifications == []  # silenced on the first peer, before it died
+    assert c_notifications == []  # silenced on the dead peer, before it died
     firing = {
         alert["labels"]["case"]
         for alert in prometheus_alerts["data"]["alerts"]
