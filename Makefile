@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= normal
 TARGET ?= http://127.0.0.1:8000
 DURATION ?= 4m
+WORKERS ?= 0
 
 .PHONY: install test lint bench-exporter bench-relay images demo down stress stress-local webapp-image bench-time-to-detect
 
@@ -39,14 +40,16 @@ demo: install
 down: install
 	$(VENV)/bin/dockpulse down
 
+# WORKERS=N (stress, stress-local): a Locust master and N worker processes instead of one.
 stress: install
-	$(VENV)/bin/dockpulse stress $(PROFILE) --duration $(DURATION)
+	$(VENV)/bin/dockpulse stress $(PROFILE) --duration $(DURATION) --workers $(WORKERS)
 
 # Locust from the venv against a webapp already running at TARGET, headless for DURATION:
-#   make stress-local PROFILE=cpu-intensive TARGET=http://127.0.0.1:8000 DURATION=60s
+#   make stress-local PROFILE=cpu-intensive TARGET=http://127.0.0.1:8000 DURATION=60s WORKERS=2
 stress-local: install
-	STRESS_LEVEL=$(PROFILE) $(VENV)/bin/locust -f loadtest/locustfile.py --headless \
-		--host $(TARGET) --run-time $(DURATION) --stop-timeout 10
+	STRESS_LEVEL=$(PROFILE) LOADTEST_WORKERS=$(WORKERS) LOCUST_LOCUSTFILE=loadtest/locustfile.py \
+		$(VENV)/bin/dockpulse-loadtest --headless --host $(TARGET) --run-time $(DURATION) \
+		--stop-timeout 10
 
 # The demo app's image (dockpulse/webapp:local) on the Debian Python base built here.
 webapp-image: install

@@ -1,11 +1,13 @@
 """A small Prometheus exporter for Locust (Locust ships none that is maintained).
 
 Started from Locust's `init` event on the process that owns the statistics (standalone or
-master, never a worker), it reads the runner's live state at each scrape:
+master, never a worker), it reads the runner's live state at each scrape. A master's statistics
+are what its workers reported, so on a master every figure is the total of all workers:
 
 - `locust_profile_info{profile}`: 1, naming the load profile (the shape class) of this run;
 - `dockpulse_loadtest_active{profile}`: 1 while users are spawning or running, else 0;
-- `dockpulse_loadtest_users{user_class}`: users running now;
+- `dockpulse_loadtest_users{user_class}`: users running now (on a master: on all its workers);
+- `dockpulse_loadtest_workers`: workers connected to this master (0 when Locust runs alone);
 - `dockpulse_loadtest_requests_total` / `_failures_total{method,name}`: counters;
 - `dockpulse_loadtest_requests_per_second` / `_failures_per_second`: Locust's current rates;
 - `dockpulse_loadtest_response_time_seconds{method,name}`: histogram of response times.
@@ -54,6 +56,12 @@ def _histogram(response_times: dict[int, int], total_ms: float) -> tuple[list, f
     return buckets, total_ms / 1000
 
 
+def running_users(runner: Any) -> dict[str, int]:
+    """Users running now by class: a master runs none itself, its workers report theirs."""
+    reported = getattr(runner, "reported_user_classes_count", None)
+    return dict(reported) if reported is not None else runner.user_classes_count
+
+
 class LoadtestCollector:
     """Yields the metrics above from `environment.runner` at each scrape."""
 
@@ -80,9 +88,14 @@ class LoadtestCollector:
         users = GaugeMetricFamily(
             "dockpulse_loadtest_users", "Users running now.", labels=["user_class"]
         )
-        for user_class, count in sorted(runner.user_classes_count.items()):
+        for user_class, count in sorted(running_users(runner).items()):
             users.add_metric([user_class], count)
         yield users
+        yield GaugeMetricFamily(
+            "dockpulse_loadtest_workers",
+            "Workers connected to this master (0 when Locust runs alone).",
+            value=getattr(runner, "worker_count", 0),
+        )
         yield from self._request_metrics(runner.stats)
 
     def _request_metrics(self, stats: Any) -> Iterator[Metric]:

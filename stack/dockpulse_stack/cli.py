@@ -37,7 +37,19 @@ def parser() -> argparse.ArgumentParser:
     stress_parser = commands.add_parser("stress", help="one load run against the demo stack")
     stress_parser.add_argument("profile", help="STRESS_LEVEL, e.g. normal or cpu-intensive")
     stress_parser.add_argument("--duration", default="5m", help="how long, e.g. 60s or 5m")
+    stress_parser.add_argument(
+        "--workers",
+        type=worker_count,
+        default=0,
+        help="Locust worker processes under one master (0: Locust alone)",
+    )
     return parser
+
+
+def worker_count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "down":
         return down(volumes=args.volumes)
     if args.command == "stress":
-        return stress(args.profile, args.duration)
+        return stress(args.profile, args.duration, args.workers)
     engine = find_or_start_engine()
     if args.command == "engine":
         print(engine.host)

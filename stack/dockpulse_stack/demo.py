@@ -235,8 +235,9 @@ def down(volumes: bool = False) -> int:
     return 0
 
 
-def stress(profile: str, duration: str) -> int:
-    """One load run against the demo stack (the `stress-generator` service), in the foreground."""
+def stress(profile: str, duration: str, workers: int = 0) -> int:
+    """One load run against the demo stack (the `stress-generator` service), in the foreground;
+    with `workers`, a Locust master and that many worker processes in its container."""
     host = recorded_engine_host()
     env_file = DEMO_DIR / "compose.env"
     if host is None or not env_file.exists():
@@ -245,5 +246,6 @@ def stress(profile: str, duration: str) -> int:
     print(f"dockpulse: {profile} load for {duration}; watch it at http://127.0.0.1:8089/")
     sys.stdout.flush()
     environment = ["-e", f"STRESS_LEVEL={profile}", "-e", f"LOCUST_RUN_TIME={duration}"]
+    environment += ["-e", f"LOADTEST_WORKERS={workers}"]
     stack.run("run", "--rm", *environment, "stress-generator")
     return 0

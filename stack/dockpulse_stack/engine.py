@@ -7,10 +7,13 @@ networking: no bridge, no iptables, no masquerading; containers use `--network h
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,3 +147,20 @@ def find_or_start_engine(state_dir: Path = DEFAULT_STATE_DIR) -> Engine:
             "DOCKER_HOST to let dockpulse start a private one"
         )
     return start_private_dockerd(state_dir)
+
+
+@contextmanager
+def temporary_engine(prefix: str = "dp-engine-") -> Iterator[Engine]:
+    """A private dockerd of its own, standing in for another Docker host on this machine;
+    stopped and its state folder removed on exit. The folder is a short one under /tmp:
+    containerd's socket paths inside it must stay under 108 bytes."""
+    state_dir = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    try:
+        engine = start_private_dockerd(state_dir)
+        try:
+            yield engine
+        finally:
+            engine.stop()
+    finally:
+        unmount_leftovers(state_dir)
+        shutil.rmtree(state_dir, ignore_errors=True)

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import TEST_CPU_THRESHOLD_PERCENT, MonitoredStack
-from tests.helpers import wait_until
+from tests.helpers import scrape, value, wait_until
 from tests.loadtest.conftest import start_locust
 from tests.support.local_stack import query
 from tests.support.mail import wait_for_mail
@@ -49,7 +49,8 @@ def test_cpu_intensive_load_fires_high_cpu_and_mails_a_digest(
     )
     idle = float(usage[0]["value"][1])
     started = time.time()
-    locust = start_locust("cpu-intensive", stack.webapp.url, tmp_path, run_time="120s")
+    # Locust's master and 2 workers (make stress WORKERS=2): distributed load trips the alert.
+    locust = start_locust("cpu-intensive", stack.webapp.url, tmp_path, run_time="120s", workers=2)
     try:
         # Seconds on a quiet host, a minute on a busy one: the 1-minute average must climb.
         digest = wait_for_mail(
@@ -57,6 +58,7 @@ def test_cpu_intensive_load_fires_high_cpu_and_mails_a_digest(
         )
         alert = f'ALERTS{{alertname="ContainerHighCpu",name="{name}"}}'
         firing = query(stack.prometheus.url, alert)
+        load = scrape(locust.metrics_url)
     finally:
         locust.process.terminate()
         locust.process.wait(timeout=30)
@@ -66,6 +68,7 @@ def test_cpu_intensive_load_fires_high_cpu_and_mails_a_digest(
     assert f"Container {name} uses much CPU" in digest.text
     assert f"(threshold {TEST_CPU_THRESHOLD_PERCENT} %)" in digest.text  # the label's threshold
     assert firing and firing[0]["metric"]["severity"] == "warning"
+    assert value(load, "dockpulse_loadtest_workers") == 2
 
 
 def test_stopped_database_fails_health_and_the_probe_alert_is_mailed(stack: MonitoredStack) -> None:

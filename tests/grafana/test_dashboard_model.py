@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -123,3 +125,33 @@ def test_every_query_parses(name: str, prometheus: Prometheus) -> None:
         if answer["status"] != "success":
             errors.append(f"{target}: {answer.get('error')}")
     assert not errors, "\n".join(errors)
+
+
+GROUPING = re.compile(r"\bby\s*\(([^)]*)\)")
+
+
+def test_overview_keeps_hosts_apart() -> None:
+    """The overview may show many hosts: a series per container or probe keeps `instance`, and
+    its legend names the host, so web on host1 and web on host2 are two lines, told apart."""
+    problems = []
+    for panel in model.panels(DASHBOARDS["containers-overview.json"]):
+        for target in panel["targets"]:
+            for labels in GROUPING.findall(target["expr"]):
+                kept = {label.strip() for label in labels.split(",")}
+                if kept & {"name", "probe"} and "instance" not in kept:
+                    problems.append(f"{panel['title']}: by ({labels}) merges hosts")
+            legend = target.get("legendFormat", "")
+            if ("{{name}}" in legend or "{{probe}}" in legend) and "{{instance}}" not in legend:
+                problems.append(f"{panel['title']}: legend {legend!r} does not name the host")
+    assert not problems, "\n".join(problems)
+
+
+def test_detail_shows_one_container_of_one_host() -> None:
+    detail = {v["name"]: v for v in DASHBOARDS["container-detail.json"]["templating"]["list"]}
+    assert not detail["instance"]["multi"] and not detail["instance"]["includeAll"]
+    assert not detail["container"]["multi"] and not detail["container"]["includeAll"]
+    overview = json.dumps(DASHBOARDS["containers-overview.json"])
+    # The status table's link opens the row's own host, not the overview's selection.
+    assert "var-instance=${__data.fields.Host}&var-container=${__data.fields.Container}" in (
+        overview
+    )

@@ -22,6 +22,7 @@ from tests.webapp.process import webapp_process
 
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "loadtest" / "locustfile.py"
 LOCUST = Path(sys.executable).parent / "locust"
+LAUNCHER = Path(sys.executable).parent / "dockpulse-loadtest"
 
 
 @pytest.fixture(scope="session")
@@ -57,14 +58,23 @@ def start_locust(
     out_dir: Path,
     run_time: str = "8s",
     metrics_port: int | None = None,
+    workers: int = 0,
     **env: str,
 ) -> LocustRun:
-    """Locust running `profile` against `host`, its metrics on `metrics_port` (default: free)."""
+    """Locust running `profile` against `host`, its metrics on `metrics_port` (default: free);
+    with `workers`, a master and that many workers (`dockpulse-loadtest`), the master's metrics."""
     port = metrics_port or free_port()
     prefix = out_dir / profile
+    if workers:
+        env = {
+            "LOADTEST_WORKERS": str(workers),
+            "LOCUST_LOCUSTFILE": str(LOCUSTFILE),  # the workers' too
+            "LOCUST_MASTER_BIND_PORT": str(free_port()),
+            **env,
+        }
     process = subprocess.Popen(
         [
-            str(LOCUST),
+            str(LAUNCHER if workers else LOCUST),
             *("-f", str(LOCUSTFILE), "--headless", "--only-summary"),
             *("--run-time", run_time, "--stop-timeout", "15", "--host", host),
             *("--csv", str(prefix)),

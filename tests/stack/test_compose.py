@@ -55,7 +55,7 @@ def test_users_file_is_valid_and_pins_every_image(tmp_path: Path) -> None:
     result = compose_config(SECRETS, tmp_path, "docker-compose.yaml")
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
-    assert set(services) == RUNNING | {"network", "grafana", "stress-generator"}
+    assert set(services) == RUNNING | {"network", "grafana", "stress-generator", "alertmanager-2"}
     for name, service in services.items():
         repository, _, tag = service["image"].rpartition(":")
         assert repository and tag not in ("", "latest"), f"{name}: image {service['image']}"
@@ -65,6 +65,10 @@ def test_users_file_is_valid_and_pins_every_image(tmp_path: Path) -> None:
     socket = [v for v in services["exporter"]["volumes"] if v["target"] == "/var/run/docker.sock"]
     assert socket and socket[0]["read_only"]
     assert services["stress-generator"]["profiles"] == ["stress"]
+    assert services["alertmanager-2"]["profiles"] == ["ha"]  # the second peer, on demand
+    peers = {name: services[name]["command"] for name in ("alertmanager", "alertmanager-2")}
+    assert "--cluster.peer=127.0.0.1:9194" in peers["alertmanager"]
+    assert "--cluster.peer=127.0.0.1:9094" in peers["alertmanager-2"]
     named = {
         v["source"]
         for s in services.values()

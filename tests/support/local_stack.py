@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,18 +163,21 @@ def copy_rules(folder: Path, alert_for: dict[str, str] | None = None) -> list[st
 
 
 def prometheus_config(
-    exporter_port: int,
+    exporter_port: int | Sequence[int],
     alertmanager_ports: list[int],
     keep_containers: str,
     rule_files: list[str] | None = None,
     interval: str | None = None,
+    targets_file: Path | None = None,
 ) -> dict[str, Any]:
     """The repository's prometheus.yml, cut to the exporter job, alerting `alertmanager_ports`.
 
-    Only the containers whose name matches the regex `keep_containers` are kept: a test engine
-    is shared, and other containers would raise alerts of their own. `interval` replaces every
-    scrape and evaluation interval (tests); None keeps the shipped ones. `rule_files` default
-    to the repository's rules.
+    The exporter job scrapes `exporter_port` (one or several exporters, one per Docker host):
+    listed in `targets_file` when given, read by the shipped `file_sd_configs` (see
+    `write_targets`), else as static targets. Only the containers whose name matches the regex
+    `keep_containers` are kept: a test engine is shared, and other containers would raise alerts
+    of their own. `interval` replaces every scrape and evaluation interval (tests); None keeps
+    the shipped ones. `rule_files` default to the repository's rules.
     """
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     config["rule_files"] = rule_files or [
@@ -182,7 +186,13 @@ def prometheus_config(
     targets = [f"127.0.0.1:{port}" for port in alertmanager_ports]
     config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = targets
     exporter = next(job for job in config["scrape_configs"] if job["job_name"] == "exporter")
-    exporter["static_configs"][0]["targets"] = [f"127.0.0.1:{exporter_port}"]
+    ports = [exporter_port] if isinstance(exporter_port, int) else list(exporter_port)
+    if targets_file is None:
+        del exporter["file_sd_configs"]
+        exporter["static_configs"] = [{"targets": [f"127.0.0.1:{port}" for port in ports]}]
+    else:
+        write_targets(targets_file, ports)
+        exporter["file_sd_configs"][0]["files"] = [str(targets_file)]
     exporter["metric_relabel_configs"] = [
         {"source_labels": ["name"], "regex": f"|{keep_containers}", "action": "keep"}
     ]
@@ -191,8 +201,19 @@ def prometheus_config(
             scrape_interval=interval, scrape_timeout=interval, evaluation_interval=interval
         )
         exporter.update(scrape_interval=interval, scrape_timeout=interval)
+        for sd_config in exporter.get("file_sd_configs", []):
+            sd_config["refresh_interval"] = interval
     config["scrape_configs"] = [exporter]
     return config
+
+
+def write_targets(targets_file: Path, ports: Sequence[int]) -> None:
+    """A file_sd targets file in the shipped format (prometheus/targets/exporters.yml): the
+    exporters on 127.0.0.1 at `ports`. Prometheus rereads it on its own; written atomically."""
+    targets_file.parent.mkdir(parents=True, exist_ok=True)
+    draft = targets_file.with_suffix(".tmp")
+    draft.write_text(yaml.safe_dump([{"targets": [f"127.0.0.1:{port}" for port in ports]}]))
+    draft.replace(targets_file)
 
 
 def exporter_config(probe_url: str | None = None, **settings: Any) -> dict[str, Any]:
@@ -275,18 +296,30 @@ class LocalStack:
             name, port, service.process, folder, folder / "outbox", folder / "container_alerts.log"
         )
 
-    def alertmanager(self, relay_url: str, name: str = "alertmanager", **caps: str) -> Service:
-        """The real Alertmanager (clustering off) from `alertmanager_config`."""
+    def alertmanager(
+        self,
+        relay_url: str,
+        name: str = "alertmanager",
+        cluster_port: int | None = None,
+        peers: Sequence[int] = (),
+        flags: Sequence[str] = (),
+        **caps: str,
+    ) -> Service:
+        """The real Alertmanager from `alertmanager_config`: clustering off, or gossiping on
+        127.0.0.1:`cluster_port` with the peers at 127.0.0.1:`peers`; `flags` are added."""
         folder, port = self.folder(name), free_port()
         config_file = folder / "alertmanager.yml"
         config = alertmanager_config(relay_url, self.token_file, **caps)
         config_file.write_text(yaml.safe_dump(config))
+        cluster = f"127.0.0.1:{cluster_port}" if cluster_port else ""
         args = [
             binary("prometheus-alertmanager", "alertmanager"),
             f"--config.file={config_file}",
             f"--storage.path={folder / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
+            f"--cluster.listen-address={cluster}",
+            *(f"--cluster.peer=127.0.0.1:{peer}" for peer in peers),
+            *flags,
         ]
         return self.start(name, args, port, "/-/ready")
 
