@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from aiosmtpd.controller import Controller
 
 from tests.helpers import Samples, free_port, scrape, wait_until
+from tests.relay.smtp_support import Mailbox, make_certificate, smtp_server
 
 RELAY = Path(sys.executable).with_name("dockpulse-relay")
 TOKEN = "test-token"
@@ -128,3 +130,24 @@ def start_relay(tmp_path: Path) -> Iterator:
 
 def text_of(mail: EmailMessage) -> str:
     return mail.get_body(preferencelist=("plain",)).get_content()
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (cert, key), which the relay is told to trust."""
+    return make_certificate(tmp_path_factory.mktemp("smtp-tls"))
+
+
+@pytest.fixture
+def smtp(certificate) -> Iterator:
+    """`smtp(replies)` starts a real SMTP server with a Mailbox; all stop afterwards."""
+    started: list[Controller] = []
+
+    def start(replies: list[str] | None = None) -> tuple[Mailbox, Controller]:
+        mailbox = Mailbox(replies)
+        started.append(smtp_server(mailbox, certificate))
+        return mailbox, started[-1]
+
+    yield start
+    for controller in started:
+        controller.stop()
