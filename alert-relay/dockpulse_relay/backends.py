@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import smtplib
 import ssl
 from pathlib import Path
@@ -103,6 +104,9 @@ UNVERIFIED_IDENTITY = (
 )
 
 
+EMBEDDED_CODE = re.compile(r"<Code>(\w+)</Code>\s*<Message>([^<]*)</Message>")
+
+
 def classify_ses(code: str, status: int, message: str) -> type[DeliveryError]:
     """Which kind of failure an SES error response is."""
     if code in SES_TRANSIENT_CODES or status == 429 or status >= 500:
@@ -151,6 +155,9 @@ class SesBackend:
             code = error.get("Code", "Unknown")
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             message = error.get("Message", "")
+            embedded = EMBEDDED_CODE.search(message)  # an XML error body where JSON was expected
+            if embedded:
+                code, message = embedded.group(1), embedded.group(2)
             raise classify_ses(code, status, message)(f"SES {code}: {message}".strip()) from exc
         except NoCredentialsError as exc:  # nothing configured: nothing can be sent
             raise AccountError(f"SES: {exc}") from exc

@@ -86,12 +86,14 @@ class RelayProcess:
         self.env.update(env)
         return self.start()
 
-    def post(self, payload: object, token: str | None = TOKEN) -> requests.Response:
+    def post(
+        self, payload: object, token: str | None = TOKEN, path: str = "/webhook"
+    ) -> requests.Response:
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         headers = {"Content-Type": "application/json"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        return requests.post(f"{self.url}/webhook", data=body, headers=headers, timeout=10)
+        return requests.post(f"{self.url}{path}", data=body, headers=headers, timeout=10)
 
     def metrics(self) -> Samples:
         return scrape(f"{self.url}/metrics")

@@ -3,6 +3,7 @@ and scripted replies."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import email
 import email.policy
@@ -104,3 +105,22 @@ def smtp_env(controller: Controller, cert_file: Path) -> dict[str, str]:
         "RECIPIENT_EMAILS": "ops@dockpulse.example",
         "RETRY_INITIAL_DELAY": "0.2",
     }
+
+
+class SlowMailbox(Mailbox):
+    """Takes `delay` seconds over every digest and then answers `digest_reply` (e.g. a 451):
+    a backlog of slow, failing bulk mail. Other mails are taken at once."""
+
+    def __init__(self, delay: float, digest_reply: str = "250 OK") -> None:
+        super().__init__()
+        self.delay = delay
+        self.digest_reply = digest_reply
+        self.digest_attempts = 0
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        if b"X-Dockpulse-Kind: digest" in envelope.content:
+            self.digest_attempts += 1
+            await asyncio.sleep(self.delay)
+            if not self.digest_reply.startswith("250"):
+                return self.digest_reply
+        return await super().handle_DATA(server, session, envelope)
