@@ -106,6 +106,8 @@ class Dispatcher:
         self._wake = {URGENT.name: threading.Event(), BULK.name: threading.Event()}
         self._stop = threading.Event()
         self._last_purge = 0.0
+        # Sent, but the store could not record it (disk full): never sent again for that.
+        self._unrecorded: dict[int, float] = {}
 
     def wake(self) -> None:
         """Run a pass now (a critical alert arrived)."""
@@ -231,6 +233,10 @@ class Dispatcher:
         mail = self.store.next_due(now, lane.priorities)
         if mail is None:
             return False
+        if mail.id in self._unrecorded:
+            self.store.mark_sent(mail.id, self._unrecorded[mail.id])
+            self._unrecorded.pop(mail.id, None)
+            return True
         self.deliver(mail)
         return True
 
@@ -280,7 +286,9 @@ class Dispatcher:
 
     def _sent(self, mail: QueuedMail, backend: str) -> None:
         sent_at = time.time()
-        self.store.mark_sent(mail.id, sent_at)
+        self._unrecorded[mail.id] = sent_at
+        self.store.mark_sent(mail.id, sent_at)  # StoreError: recorded on a later pass
+        self._unrecorded.pop(mail.id, None)
         self.metrics.sent.labels(mail.kind, backend).inc()
         self.metrics.delivery_latency.labels(mail.kind).observe(
             max(sent_at - mail.first_received_at, 0.0)

@@ -74,6 +74,9 @@ HELD_INDEX = (
 )
 
 
+WAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024  # the log is cut back to this after a checkpoint
+
+
 class StoreError(RuntimeError):
     """The store cannot be read or written (disk full, read-only, missing folder...)."""
 
@@ -157,6 +160,7 @@ class Store:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute(f"PRAGMA synchronous={self.synchronous}")
                 db.execute("PRAGMA busy_timeout=5000")
+                db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
                 db.executescript(SCHEMA)
                 _migrate(db)
             except sqlite3.Error:
@@ -178,11 +182,23 @@ class Store:
                 yield db
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
+                if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                    self._free_wal(db)
                 self._reset(db)
                 raise StoreError(f"{self.path}: {exc}") from exc
             except BaseException:
                 self._reset(db)
                 raise
+
+    @staticmethod
+    def _free_wal(db: sqlite3.Connection) -> None:
+        """Disk full: give back what the write-ahead log holds beyond the database."""
+        try:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass
 
     def _reset(self, db: sqlite3.Connection) -> None:
         """Roll back, and reopen next time: the file may have been fixed or replaced."""
