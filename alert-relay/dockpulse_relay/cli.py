@@ -121,7 +121,7 @@ class Relay:
     def serve_forever(self) -> None:
         # Webhook threads wait less for the GIL while the dispatcher composes a big digest.
         sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
-        threading.Thread(target=self.dispatcher.run, name="urgent-lane", daemon=True).start()
+        threading.Thread(target=self.dispatcher.run, name="planner", daemon=True).start()
         self.server.serve_forever()
 
     def stop(self) -> None:

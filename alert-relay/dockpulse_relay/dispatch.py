@@ -5,7 +5,8 @@ mails (digest and cooldown rules), committed in one transaction with the alerts 
 or held, so a crash leaves either the alerts buffered or the mail queued. Each mail is composed
 on its own: one that cannot be composed is stored as a dead letter and the rest go on.
 
-Delivery runs in two lanes, each its own thread picking the most urgent due mail every time:
+Planning runs in its own thread; delivery in two lanes, each a thread picking the most urgent
+due mail every time:
 critical mails (priority 0-1, and the relay's own "monitoring is blind") never wait behind a
 backlog of digests or their retries. Failures, as the backend classifies them:
 - transient (throttling, 5xx, network): retried with exponential backoff and jitter, forever;
@@ -103,6 +104,7 @@ class Dispatcher:
         self.metrics = metrics
         self.health = BackendHealth(backend.name, metrics)
         self.started_at = time.time()
+        self._wake_planner = threading.Event()
         self._wake = {URGENT.name: threading.Event(), BULK.name: threading.Event()}
         self._stop = threading.Event()
         self._last_purge = 0.0
@@ -110,18 +112,34 @@ class Dispatcher:
         self._unrecorded: dict[int, float] = {}
 
     def wake(self) -> None:
-        """Run a pass now (a critical alert arrived)."""
-        self._wake[URGENT.name].set()
+        """Plan now (a critical alert arrived)."""
+        self._wake_planner.set()
+
+    def _wake_lanes(self, *lanes: Lane) -> None:
+        for lane in lanes or (URGENT, BULK):
+            self._wake[lane.name].set()
 
     def stop(self) -> None:
         self._stop.set()
-        for event in self._wake.values():
-            event.set()
+        self._wake_planner.set()
+        self._wake_lanes()
 
     def run(self) -> None:
-        """The urgent lane (which also plans) here, the bulk lane in a thread of its own."""
-        threading.Thread(target=self._lane, args=(BULK,), name="bulk-lane", daemon=True).start()
-        self._lane(URGENT)
+        """The planner here; each delivery lane in a thread of its own, so a slow delivery
+        attempt holds up neither planning nor the other lane."""
+        for lane in (URGENT, BULK):
+            threading.Thread(
+                target=self._lane, args=(lane,), name=f"{lane.name}-lane", daemon=True
+            ).start()
+        while not self._stop.is_set():
+            self._wake_planner.clear()
+            try:
+                self.housekeeping(time.time())
+            except StoreError as exc:
+                log.error("store unavailable: %s", exc)
+            except Exception:
+                log.exception("planning pass failed")
+            self._wake_planner.wait(self.config.check_interval)
 
     def _lane(self, lane: Lane) -> None:
         wake = self._wake[lane.name]
@@ -129,10 +147,7 @@ class Dispatcher:
             wake.clear()
             timeout = self.config.check_interval
             try:
-                now = time.time()
-                if lane is URGENT:
-                    self.housekeeping(now)
-                if self.deliver_next(lane, now):
+                if self.deliver_next(lane, time.time()):
                     continue  # at once: the next most urgent mail (or a new critical)
                 timeout = self._next_wait(lane, time.time())
             except StoreError as exc:
@@ -193,8 +208,7 @@ class Dispatcher:
                 log.error("dead-lettered %s mail %s: %s", mail.kind, mail.message_id, mail.error)
             else:
                 log.info("queued %s mail %s: %s", mail.kind, mail.message_id, mail.subject)
-        if any(mail.priority >= BULK.priorities[0] for mail in mails):
-            self._wake[BULK.name].set()
+        self._wake_lanes()
 
     def _compose(self, plan: MailPlan, now: float) -> list[NewMail]:
         """The plan's mail; when it cannot be composed, one per alert, so only the alert that
@@ -226,7 +240,7 @@ class Dispatcher:
         self.store.set_blind(stale, mail, now)
         self.metrics.blind.set(int(stale))
         log.warning("queued %s", mail.subject)
-        self.wake()
+        self._wake_lanes(URGENT)
 
     def deliver_next(self, lane: Lane, now: float) -> bool:
         """Deliver the most urgent mail due in `lane`; False when none is due."""
@@ -256,7 +270,7 @@ class Dispatcher:
             return
         if self.health.worked():
             self.store.retry_all_now(time.time())  # it works again: no mail waits its backoff
-            self._wake[BULK.name].set()
+            self._wake_lanes()
         self._sent(mail, self.backend.name)
 
     def _try_fallback(self, mail: QueuedMail, now: float) -> bool:
