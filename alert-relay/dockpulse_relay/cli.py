@@ -54,6 +54,9 @@ def dead_letters(argv: list[str]) -> int:
         config = load_config(args.config_file, {})
     except ConfigError as exc:
         exit_with_config_error(PROGRAM, exc)
+    if not config.store.is_file():
+        print(f"{PROGRAM}: store: no such file {config.store} (RELAY_STORE)", file=sys.stderr)
+        return 2
     store = Store(config.store, config.store_sync)
     try:
         if args.action == "list":

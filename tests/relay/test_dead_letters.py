@@ -68,6 +68,10 @@ def test_an_alert_that_cannot_be_composed_is_dead_lettered_alone(tmp_path, monke
     assert "cannot compose: ValueError('cannot encode this one')" in line
     letter_id = line.split("\t")[0]
     assert cli(config.store, "requeue", "999").returncode == 2
+    missing = cli(tmp_path / "elsewhere.db", "list")
+    assert missing.returncode == 2
+    assert missing.stderr.strip().endswith("elsewhere.db (RELAY_STORE)")
+    assert not (tmp_path / "elsewhere.db").exists()
     requeued = cli(config.store, "requeue", letter_id)
     assert requeued.returncode == 0, requeued.stderr
     assert "re-queued 1" in requeued.stdout
