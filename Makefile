@@ -7,7 +7,7 @@ TARGET ?= http://127.0.0.1:8000
 DURATION ?= 4m
 WORKERS ?= 0
 
-.PHONY: install test lint bench-exporter bench-relay images demo down stress stress-local webapp-image bench-time-to-detect
+.PHONY: install test lint bench-exporter bench-relay bench-chaos images demo down stress stress-local webapp-image bench-time-to-detect
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -32,6 +32,10 @@ bench-exporter: install
 
 bench-relay: install
 	$(PY) -m bench.relay --duration 15 --clients 2
+
+# Failure scenarios of the alert path (root: the disk-full one mounts a small tmpfs).
+bench-chaos: install
+	$(PY) -m bench.chaos
 
 # The whole stack on this machine (Docker engine, images, docker-compose); Ctrl-C leaves it up.
 demo: install

@@ -1,19 +1,25 @@
 """Where mails go: an outbox folder, Amazon SES (sesv2) or an SMTP server.
 
-Every backend sends the stored message byte for byte and sorts failures into two kinds:
-`TransientError` (throttling, 5xx, network trouble: retried later) and `PermanentError`
-(the message or the account is refused: dead-lettered at once).
+Every backend sends the stored message byte for byte and sorts failures into three kinds:
+`TransientError` (throttling, 5xx, network trouble: retried with backoff), `AccountError`
+(credentials, identity or account refused: nothing can be sent until someone fixes it, so the
+mail stays queued and is retried slowly while the relay says so) and `PermanentError` (this one
+message is refused: dead-lettered). Every attempt is bounded by the client's timeouts.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import smtplib
 import ssl
 from pathlib import Path
 from typing import Protocol
 
 from dockpulse_relay.config import RelayConfig
+
+log = logging.getLogger("dockpulse_relay.backends")
 
 
 class DeliveryError(Exception):
@@ -24,8 +30,12 @@ class TransientError(DeliveryError):
     """Worth retrying: throttled, a server error, a network failure."""
 
 
+class AccountError(DeliveryError):
+    """No mail can go out until the account or credentials are fixed (not this mail's fault)."""
+
+
 class PermanentError(DeliveryError):
-    """Not worth retrying: the mail or the sender is refused."""
+    """This message alone is refused: retrying it will not help."""
 
 
 class Backend(Protocol):
@@ -53,17 +63,59 @@ class OutboxBackend:
             raise TransientError(f"outbox {self.folder}: {exc}") from exc
 
 
-# sesv2 error codes: retry these, dead-letter the rest of the 4xx family.
+# SES v2 error codes (botocore ClientError `Error.Code`), sorted as AWS documents them:
+# https://docs.aws.amazon.com/ses/latest/APIReference-V2/API_SendEmail.html#API_SendEmail_Errors
+# and the common errors (https://docs.aws.amazon.com/ses/latest/APIReference-V2/CommonErrors.html).
 SES_TRANSIENT_CODES = {
     "TooManyRequestsException",
     "Throttling",
     "ThrottlingException",
-    "LimitExceededException",
+    "LimitExceededException",  # a sending quota: comes back by itself
     "ServiceUnavailable",
     "InternalFailure",
     "InternalServerError",
     "RequestTimeout",
+    "RequestTimeoutException",
 }
+SES_ACCOUNT_CODES = {
+    "AccessDenied",
+    "AccessDeniedException",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "MissingAuthenticationToken",
+    "NotAuthorized",
+    "OptInRequired",
+    "AccountSuspendedException",
+    "AccountSuspended",
+    "SendingPausedException",
+    "MailFromDomainNotVerifiedException",
+}
+# MessageRejected is both: "Email address is not verified" concerns every mail (the sender
+# identity), anything else (content, size) this one.
+UNVERIFIED_IDENTITY = (
+    "not verified",
+    "not authorized to send",
+    "did not have authority",
+    "identity",
+)
+
+
+EMBEDDED_CODE = re.compile(r"<Code>(\w+)</Code>\s*<Message>([^<]*)</Message>")
+
+
+def classify_ses(code: str, status: int, message: str) -> type[DeliveryError]:
+    """Which kind of failure an SES error response is."""
+    if code in SES_TRANSIENT_CODES or status == 429 or status >= 500:
+        return TransientError
+    if code in SES_ACCOUNT_CODES or status in (401, 403):
+        return AccountError
+    if code == "MessageRejected" and any(word in message.lower() for word in UNVERIFIED_IDENTITY):
+        return AccountError
+    return PermanentError
 
 
 class SesBackend:
@@ -82,11 +134,15 @@ class SesBackend:
             region_name=config.aws_region,
             endpoint_url=config.aws_endpoint_url,
             # One attempt per call: the relay's own queue does the backing off, durably.
-            config=Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=20),
+            config=Config(
+                retries={"total_max_attempts": 1},
+                connect_timeout=min(5.0, config.delivery_timeout),
+                read_timeout=config.delivery_timeout,
+            ),
         )
 
     def send(self, message_id: str, message: bytes) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
         try:
             self.client.send_email(
@@ -98,10 +154,13 @@ class SesBackend:
             error = exc.response.get("Error", {})
             code = error.get("Code", "Unknown")
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            text = f"SES {code}: {error.get('Message', '')}".strip()
-            if code in SES_TRANSIENT_CODES or status == 429 or status >= 500:
-                raise TransientError(text) from exc
-            raise PermanentError(text) from exc
+            message = error.get("Message", "")
+            embedded = EMBEDDED_CODE.search(message)  # an XML error body where JSON was expected
+            if embedded:
+                code, message = embedded.group(1), embedded.group(2)
+            raise classify_ses(code, status, message)(f"SES {code}: {message}".strip()) from exc
+        except NoCredentialsError as exc:  # nothing configured: nothing can be sent
+            raise AccountError(f"SES: {exc}") from exc
         except BotoCoreError as exc:  # connection refused, timeouts, bad responses
             raise TransientError(f"SES: {exc}") from exc
 
@@ -117,7 +176,7 @@ class SmtpBackend:
         self.username = config.smtp_username
         self.password = config.smtp_password.get_secret_value() if config.smtp_password else ""
         self.starttls = config.smtp_starttls
-        self.timeout = config.smtp_timeout
+        self.timeout = min(config.smtp_timeout, config.delivery_timeout)
         self.sender = config.sender
         self.recipients = config.recipients
 
@@ -131,27 +190,33 @@ class SmtpBackend:
                 if self.username:
                     smtp.login(self.username, self.password)
                 refused = smtp.sendmail(self.sender, self.recipients, message)
-        except smtplib.SMTPRecipientsRefused as exc:
-            raise _by_code(min(code for code, _ in exc.recipients.values()), exc) from exc
-        except smtplib.SMTPResponseException as exc:
+        except smtplib.SMTPRecipientsRefused as exc:  # the same recipients for every mail
+            code = min(code for code, _ in exc.recipients.values())
+            raise _by_code(code, exc, refused=AccountError) from exc
+        except smtplib.SMTPDataError as exc:  # the content of this message is refused
             raise _by_code(exc.smtp_code, exc) from exc
+        except smtplib.SMTPResponseException as exc:  # login, sender, HELO: every mail
+            raise _by_code(exc.smtp_code, exc, refused=AccountError) from exc
         except smtplib.SMTPNotSupportedError as exc:  # e.g. no STARTTLS offered
-            raise PermanentError(f"SMTP: {exc}") from exc
+            raise AccountError(f"SMTP: {exc}") from exc
         except (smtplib.SMTPException, OSError) as exc:  # refused, timed out, TLS failed
             raise TransientError(f"SMTP: {exc}") from exc
-        if refused:
-            raise PermanentError(f"SMTP refused recipients: {', '.join(sorted(refused))}")
+        if refused:  # some recipients took it: a retry would send it to them twice
+            log.warning("SMTP refused recipients: %s", ", ".join(sorted(refused)))
 
 
-def _by_code(code: int, exc: Exception) -> DeliveryError:
-    """SMTP replies: 4xx are temporary, 5xx permanent."""
+def _by_code(
+    code: int, exc: Exception, refused: type[DeliveryError] = PermanentError
+) -> DeliveryError:
+    """SMTP replies: 4xx are temporary; 5xx are `refused` (whose fault: see the caller)."""
     text = f"SMTP {code}: {exc}"
-    return TransientError(text) if 400 <= code < 500 else PermanentError(text)
+    return TransientError(text) if 400 <= code < 500 else refused(text)
 
 
-def make_backend(config: RelayConfig) -> Backend:
-    if config.mail_backend == "ses":
+def make_backend(config: RelayConfig, name: str | None = None) -> Backend:
+    name = name or config.mail_backend
+    if name == "ses":
         return SesBackend(config)
-    if config.mail_backend == "smtp":
+    if name == "smtp":
         return SmtpBackend(config)
     return OutboxBackend(config.outbox_dir)

@@ -1,4 +1,4 @@
-"""`dockpulse-relay`: flags and start-up only."""
+"""`dockpulse-relay`: flags and start-up, and `dockpulse-relay dead-letters list|requeue`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 import threading
+import time
+from datetime import UTC, datetime
 
 from dockpulse.service import service_parser, setup_logging, stop_on_signals
 from dockpulse.settings import ConfigError, exit_with_config_error, split_listen_address
@@ -30,15 +32,71 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ).parse_args(argv)
 
 
+def dead_letters_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"{PROGRAM} dead-letters",
+        description="List the mails the relay gave up on, or queue them again (the store file "
+        "from --config.file / RELAY_STORE; works while the relay runs).",
+    )
+    parser.add_argument("--config.file", dest="config_file", help="YAML configuration file")
+    actions = parser.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="one line per dead letter: id, kind, when, error, subject")
+    requeue = actions.add_parser("requeue", help="queue dead letters again")
+    which = requeue.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", type=int, help="the dead letter's id (from `list`)")
+    which.add_argument("--all", action="store_true", help="every dead letter")
+    return parser
+
+
+def dead_letters(argv: list[str]) -> int:
+    args = dead_letters_parser().parse_args(argv)
+    try:
+        config = load_config(args.config_file, {})
+    except ConfigError as exc:
+        exit_with_config_error(PROGRAM, exc)
+    if not config.store.is_file():
+        print(f"{PROGRAM}: store: no such file {config.store} (RELAY_STORE)", file=sys.stderr)
+        return 2
+    store = Store(config.store, config.store_sync)
+    try:
+        if args.action == "list":
+            letters = store.dead_letters()
+            for letter in letters:
+                when = datetime.fromtimestamp(letter.created_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                print(f"{letter.id}\t{letter.kind}\t{when}\t{letter.error}\t{letter.subject}")
+            print(f"{len(letters)} dead letter(s) in {config.store}", file=sys.stderr)
+            return 0
+        count = store.requeue(None if args.all else [args.id], time.time())
+    except StoreError as exc:
+        print(f"{PROGRAM}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    if not args.all and count == 0:
+        print(f"{PROGRAM}: id: no dead letter {args.id} in {config.store}", file=sys.stderr)
+        return 2
+    print(f"re-queued {count} dead letter(s); the running relay sends them on its next pass")
+    return 0
+
+
 class Relay:
-    """The running relay: the webhook server and the dispatcher thread over one store."""
+    """The running relay: the webhook server and the dispatcher threads over one store."""
 
     def __init__(self, config: RelayConfig) -> None:
         self.config = config
         self.host, self.port = split_listen_address(config.listen_address)
         self.store = Store(config.store, config.store_sync)
-        self.metrics = RelayMetrics(self.store.depth)
-        self.dispatcher = Dispatcher(self.store, make_backend(config), config, self.metrics)
+        self.metrics = RelayMetrics(
+            self.store.depth, self.store.oldest_pending_created_at, self._heartbeat_at
+        )
+        fallback = (
+            make_backend(config, config.mail_fallback_backend)
+            if config.mail_fallback_backend
+            else None
+        )
+        self.dispatcher = Dispatcher(
+            self.store, make_backend(config), config, self.metrics, fallback
+        )
         token = config.auth_token.get_secret_value() if config.auth_token else None
         self.alert_log = AlertLog(config.alert_log)
         webhook = Webhook(
@@ -49,12 +107,24 @@ class Relay:
             token,
             config.max_body_bytes,
         )
-        self.server = make_server(self.host, self.port, webhook, self.metrics, self.store)
+        self.server = make_server(
+            self.host,
+            self.port,
+            webhook,
+            self.metrics,
+            self.store,
+            config.max_connections,
+            config.read_timeout,
+        )
+
+    def _heartbeat_at(self) -> float | None:
+        heartbeat = self.store.heartbeat()
+        return None if heartbeat is None else heartbeat.received_at
 
     def serve_forever(self) -> None:
         # Webhook threads wait less for the GIL while the dispatcher composes a big digest.
         sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
-        threading.Thread(target=self.dispatcher.run, name="dispatcher", daemon=True).start()
+        threading.Thread(target=self.dispatcher.run, name="planner", daemon=True).start()
         self.server.serve_forever()
 
     def stop(self) -> None:
@@ -63,6 +133,9 @@ class Relay:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["dead-letters"]:
+        return dead_letters(argv[1:])
     args = parse_args(argv)
     setup_logging(args.log_level)
     try:

@@ -28,7 +28,14 @@ ENVIRONMENT = {
     "DIGEST_MAX_ALERTS": "digest_max_alerts",
     "RETRY_INITIAL_DELAY": "retry_initial_delay",
     "RETRY_MAX_DELAY": "retry_max_delay",
-    "RETRY_MAX_ATTEMPTS": "retry_max_attempts",
+    "RETRY_BLOCKED_DELAY": "retry_blocked_delay",
+    "DELIVERY_TIMEOUT": "delivery_timeout",
+    "MAIL_FALLBACK_BACKEND": "mail_fallback_backend",
+    "FALLBACK_AFTER": "fallback_after",
+    "HEARTBEAT_TIMEOUT": "heartbeat_timeout",
+    "RELAY_ALLOW_NO_AUTH": "allow_no_auth",
+    "RELAY_MAX_CONNECTIONS": "max_connections",
+    "RELAY_READ_TIMEOUT": "read_timeout",
     "PROMETHEUS_URL": "prometheus_url",
     "SENDER_EMAIL": "sender_email",
     "RECIPIENT_EMAILS": "recipient_emails",
@@ -65,7 +72,15 @@ class RelayConfig(BaseModel):
 
     retry_initial_delay: Duration = 2.0
     retry_max_delay: Duration = 300.0
-    retry_max_attempts: int = Field(default=20, gt=0)  # then the mail is dead-lettered
+    retry_blocked_delay: Duration = 60.0  # credentials/account refused: retry this slowly
+    delivery_timeout: Duration = 20.0  # the most one delivery attempt may take (client timeouts)
+    mail_fallback_backend: Literal["ses", "smtp", "outbox"] | None = None
+    fallback_after: Duration = 300.0  # primary failing this long: use the fallback
+
+    heartbeat_timeout: Duration = 120.0  # no Watchdog heartbeat this long: "monitoring is blind"
+    allow_no_auth: bool = False  # serve the webhook without a token on a non-loopback address
+    max_connections: int = Field(default=64, gt=0)  # concurrent HTTP connections
+    read_timeout: Duration = 10.0  # a client must send each request within this
 
     prometheus_url: str = "http://127.0.0.1:9090"
     sender_email: str | None = None
@@ -130,16 +145,26 @@ def _check_address(address: str) -> str:
     return address
 
 
+LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
+
+
 def check_backend(config: RelayConfig) -> None:
-    """The settings the chosen mail backend cannot do without."""
-    backend = config.mail_backend
-    required = {
-        "ses": ("sender_email", "recipient_emails", "aws_region"),
-        "smtp": ("sender_email", "recipient_emails", "smtp_host"),
-    }.get(backend, ())
-    for field in required:
-        if not getattr(config, field):
-            raise ConfigError(f"{field}: required when mail_backend is {backend}")
+    """The settings the chosen mail backends cannot do without; no open webhook by accident."""
+    for setting in ("mail_backend", "mail_fallback_backend"):
+        backend = getattr(config, setting)
+        required = {
+            "ses": ("sender_email", "recipient_emails", "aws_region"),
+            "smtp": ("sender_email", "recipient_emails", "smtp_host"),
+        }.get(backend, ())
+        for field in required:
+            if not getattr(config, field):
+                raise ConfigError(f"{field}: required when {setting} is {backend}")
+    host, _ = split_listen_address(config.listen_address)
+    if config.auth_token is None and not config.allow_no_auth and host not in LOOPBACK_HOSTS:
+        raise ConfigError(
+            f"auth_token: required when listening on {host} (not loopback only); "
+            "set RELAY_ALLOW_NO_AUTH=true to serve the webhook without a token"
+        )
 
 
 def load_config(config_file: str | None, flags: dict[str, object]) -> RelayConfig:

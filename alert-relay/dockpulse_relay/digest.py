@@ -1,17 +1,50 @@
-"""Which buffered alerts are mailed now, grouped how, and which are dropped.
+"""Which buffered alerts are mailed now, grouped how, which wait, and which are dropped.
 
 - Critical alerts bypass the buffer: they go out on the next pass, one mail per status.
 - Warnings (any other severity) wait: once the oldest has waited `buffer_timeout`, every
   buffered warning goes out together, firing ones in one digest, resolved ones in another.
-- Cooldown: an alert (fingerprint + status) mailed less than `alert_cooldown` ago is dropped.
-- Resolved notifications are dropped when `send_resolved` is off.
+- Cooldown defers, never drops: an alert (fingerprint) mailed less than `alert_cooldown` ago is
+  *held*. When the cooldown ends, everything held about it goes out as one mail telling what
+  happened meanwhile and what the state is now (the last change). One exception keeps
+  recoveries prompt: the first resolved notification after a plain firing mail goes at once.
+- Resolved notifications are dropped when `send_resolved` is off, unless a held firing went
+  unmailed meanwhile (an outage nobody heard of is mailed, with its recovery).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from dockpulse_relay.store import BufferedAlert
+from dockpulse_relay.alerts import Alert
+from dockpulse_relay.store import BufferedAlert, Cooldown
+
+# Delivery priority of a mail (lower goes first).
+PRIORITY = {
+    ("critical", False): 0,
+    ("critical", True): 1,
+    ("warning", False): 2,
+    ("warning", True): 3,
+}
+
+
+@dataclass
+class Entry:
+    """One alert in a mail: its current state and the changes it stands for."""
+
+    alert: Alert  # the latest change: what is true now
+    ids: list[int]
+    received_at: float  # when the first of the changes was received
+    changes: list[Alert]  # every change, oldest first
+    held: bool  # some changes were held back by the cooldown: the mail tells the history
+
+    @property
+    def first_change(self) -> str:
+        return event_time_text(self.changes[0])
+
+    @property
+    def last_change(self) -> str:
+        return event_time_text(self.changes[-1])
 
 
 @dataclass
@@ -19,21 +52,39 @@ class MailPlan:
     kind: str  # critical | digest | resolved
     severity: str
     resolved: bool
-    alerts: list[BufferedAlert] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
+
+    @property
+    def priority(self) -> int:
+        return PRIORITY[("critical" if self.severity == "critical" else "warning", self.resolved)]
 
 
 @dataclass
 class Plan:
     mails: list[MailPlan] = field(default_factory=list)
     suppressed: dict[str, list[int]] = field(default_factory=dict)  # reason -> alert ids
+    held: dict[int, float] = field(default_factory=dict)  # alert id -> when it is due
 
     def suppress(self, reason: str, alert_id: int) -> None:
         self.suppressed.setdefault(reason, []).append(alert_id)
 
 
+def event_time_text(alert: Alert) -> str:
+    return alert.ends_at if alert.status == "resolved" and alert.ends_at else alert.starts_at
+
+
+def _event_time(item: BufferedAlert) -> tuple[float, float, int]:
+    """When the change happened (by Prometheus' clock), then when it was received."""
+    try:
+        when = datetime.fromisoformat(event_time_text(item.alert)).timestamp()
+    except (ValueError, OverflowError, OSError):
+        when = item.received_at
+    return when, item.received_at, item.id
+
+
 def plan_mails(
     buffered: list[BufferedAlert],
-    last_mailed: dict[tuple[str, str], float],
+    cooldowns: dict[str, Cooldown],
     now: float,
     *,
     buffer_timeout: float,
@@ -41,33 +92,66 @@ def plan_mails(
     send_resolved: bool,
     digest_max_alerts: int,
 ) -> Plan:
-    """Decide what the buffer turns into at `now`; alerts not mentioned keep waiting."""
+    """Decide what the buffer turns into at `now`; alerts not mentioned keep waiting.
+
+    `buffered` holds fresh alerts (state buffered) and held ones (state held, `item.held`).
+    """
     plan = Plan()
-    warnings = [item for item in buffered if not item.alert.critical]
-    warnings_due = bool(warnings) and now - warnings[0].received_at >= buffer_timeout
-    due = [item for item in buffered if item.alert.critical or warnings_due]
-    groups: dict[tuple[bool, bool], list[BufferedAlert]] = {}
-    mailed = dict(last_mailed)
-    for item in due:
-        alert = item.alert
-        resolved = alert.status == "resolved"
-        cooldown_key = (alert.fingerprint, alert.status)
-        if resolved and not send_resolved:
-            plan.suppress("resolved_disabled", item.id)
-        elif now - mailed.get(cooldown_key, float("-inf")) < alert_cooldown:
-            plan.suppress("cooldown", item.id)
-        else:
-            mailed[cooldown_key] = now
-            groups.setdefault((alert.critical, resolved), []).append(item)
-    for (critical, resolved), items in groups.items():
+    fresh_warnings = [item for item in buffered if not item.held and not item.alert.critical]
+    warnings_due = bool(fresh_warnings) and (
+        now - min(item.received_at for item in fresh_warnings) >= buffer_timeout
+    )
+    by_fingerprint: dict[str, list[BufferedAlert]] = {}
+    for item in buffered:
+        if item.held or item.alert.critical or warnings_due:
+            by_fingerprint.setdefault(item.alert.fingerprint, []).append(item)
+
+    groups: dict[tuple[bool, bool], list[Entry]] = {}
+    for fingerprint, items in by_fingerprint.items():
+        items.sort(key=_event_time)
+        cooldown = cooldowns.get(fingerprint)
+        due_at = cooldown.mailed_at + alert_cooldown if cooldown else float("-inf")
+        prompt_recovery = (
+            cooldown is not None
+            and cooldown.status == "firing"
+            and not cooldown.summary
+            and all(item.alert.status == "resolved" and not item.held for item in items)
+        )
+        if now < due_at and not prompt_recovery:
+            for item in items:
+                plan.held[item.id] = due_at
+            continue
+        latest = items[-1].alert
+        entry = Entry(
+            alert=latest,
+            ids=[item.id for item in items],
+            received_at=min(item.received_at for item in items),
+            changes=[item.alert for item in items],
+            held=any(item.held for item in items),
+        )
+        unheard_outage = any(item.alert.status == "firing" for item in items)
+        if latest.status == "resolved" and not send_resolved and not unheard_outage:
+            for item in items:
+                plan.suppress("resolved_disabled", item.id)
+            continue
+        groups.setdefault((latest.critical, latest.status == "resolved"), []).append(entry)
+
+    # Critical mails first, firing before resolved.
+    for (critical, resolved), entries in sorted(groups.items(), key=_critical_first):
         kind = "resolved" if resolved else "critical" if critical else "digest"
-        severity = "critical" if critical else _highest_severity(items)
-        for start in range(0, len(items), digest_max_alerts):
-            chunk = items[start : start + digest_max_alerts]
+        severity = "critical" if critical else _highest_severity(entries)
+        entries.sort(key=lambda entry: entry.received_at)
+        for start in range(0, len(entries), digest_max_alerts):
+            chunk = entries[start : start + digest_max_alerts]
             plan.mails.append(MailPlan(kind, severity, resolved, chunk))
     return plan
 
 
-def _highest_severity(items: list[BufferedAlert]) -> str:
-    severities = {item.alert.severity for item in items}
+def _critical_first(group: tuple[tuple[bool, bool], list[Entry]]) -> tuple[bool, bool]:
+    (critical, resolved), _ = group
+    return not critical, resolved
+
+
+def _highest_severity(entries: list[Entry]) -> str:
+    severities = {entry.alert.severity for entry in entries}
     return "warning" if "warning" in severities else sorted(severities)[0]

@@ -1,12 +1,20 @@
-"""The dispatcher thread: turns the buffer into mails and delivers them, with retries.
+"""The dispatcher: turns the buffer into mails and delivers them, most urgent first.
 
-Each pass (every `check_interval`, or at once when a critical alert arrives):
-1. plan: buffered alerts -> mails (digest rules), committed in one transaction with the
-   alerts marked as mailed, so a crash leaves either the alerts buffered or the mail queued;
-2. deliver every due mail; success marks it sent, a transient error schedules a retry with
-   exponential backoff and jitter, a permanent one (or too many attempts) dead-letters it.
-A crash between sending and marking sent sends that mail again on restart; the outbox backend
-rewrites the same file, so there it is exactly once.
+Planning (every `check_interval`, or at once when a critical alert arrives): buffered alerts ->
+mails (digest and cooldown rules), committed in one transaction with the alerts marked as mailed
+or held, so a crash leaves either the alerts buffered or the mail queued. Each mail is composed
+on its own: one that cannot be composed is stored as a dead letter and the rest go on.
+
+Planning runs in its own thread; delivery in two lanes, each a thread picking the most urgent
+due mail every time:
+critical mails (priority 0-1, and the relay's own "monitoring is blind") never wait behind a
+backlog of digests or their retries. Failures, as the backend classifies them:
+- transient (throttling, 5xx, network): retried with exponential backoff and jitter, forever;
+- account (credentials, unverified sender, paused account): every queued mail stays queued and
+  is retried every `retry_blocked_delay`; `dockpulse_relay_backend_blocked` says so;
+- this message refused: dead-lettered (metric, alert, `dockpulse-relay dead-letters`).
+With a fallback backend, mails go that way while the primary has failed for `fallback_after`.
+A crash between sending and marking sent sends that mail again on restart (at least once).
 """
 
 from __future__ import annotations
@@ -15,18 +23,30 @@ import logging
 import random
 import threading
 import time
+from dataclasses import dataclass, replace
 
-from dockpulse_relay.backends import Backend, PermanentError, TransientError
-from dockpulse_relay.compose import compose
+from dockpulse_relay.backends import AccountError, Backend, DeliveryError, PermanentError
 from dockpulse_relay.config import RelayConfig
-from dockpulse_relay.digest import plan_mails
+from dockpulse_relay.digest import MailPlan, plan_mails
+from dockpulse_relay.heartbeat import heartbeat_mail, is_stale
+from dockpulse_relay.message import compose, uncomposable
 from dockpulse_relay.metrics import RelayMetrics
-from dockpulse_relay.store import QueuedMail, Store, StoreError
+from dockpulse_relay.store import NewMail, QueuedMail, Store, StoreError
 
 log = logging.getLogger("dockpulse_relay.dispatch")
 
 RETENTION_SECONDS = 7 * 24 * 3600  # how long sent alerts are remembered for dedup
 PURGE_EVERY_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class Lane:
+    name: str
+    priorities: tuple[int, int]  # mails with a priority in this range (inclusive)
+
+
+URGENT = Lane("urgent", (0, 1))
+BULK = Lane("bulk", (2, 99))
 
 
 def retry_delay(attempts: int, initial: float, maximum: float) -> float:
@@ -35,106 +55,254 @@ def retry_delay(attempts: int, initial: float, maximum: float) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
+class BackendHealth:
+    """Whether the primary backend works, as the last attempts tell."""
+
+    def __init__(self, name: str, metrics: RelayMetrics) -> None:
+        self.name = name
+        self.metrics = metrics
+        self.failing_since: float | None = None
+        self._lock = threading.Lock()
+        self._set(healthy=True, blocked=False)
+
+    def _set(self, healthy: bool, blocked: bool) -> None:
+        self.metrics.backend_healthy.labels(self.name).set(int(healthy))
+        self.metrics.backend_blocked.labels(self.name).set(int(blocked))
+
+    def worked(self) -> bool:
+        """Record a success; True when it ends a run of failures."""
+        with self._lock:
+            recovered = self.failing_since is not None
+            self.failing_since = None
+            self._set(healthy=True, blocked=False)
+            return recovered
+
+    def failed(self, error: DeliveryError, now: float) -> None:
+        with self._lock:
+            if self.failing_since is None:
+                self.failing_since = now
+            self._set(healthy=False, blocked=isinstance(error, AccountError))
+
+    def failing_for(self, now: float) -> float:
+        with self._lock:
+            return 0.0 if self.failing_since is None else now - self.failing_since
+
+
 class Dispatcher:
     def __init__(
-        self, store: Store, backend: Backend, config: RelayConfig, metrics: RelayMetrics
+        self,
+        store: Store,
+        backend: Backend,
+        config: RelayConfig,
+        metrics: RelayMetrics,
+        fallback: Backend | None = None,
     ) -> None:
         self.store = store
         self.backend = backend
+        self.fallback = fallback
         self.config = config
         self.metrics = metrics
-        self._wake = threading.Event()
+        self.health = BackendHealth(backend.name, metrics)
+        self.started_at = time.time()
+        self._wake_planner = threading.Event()
+        self._wake = {URGENT.name: threading.Event(), BULK.name: threading.Event()}
         self._stop = threading.Event()
         self._last_purge = 0.0
+        # Sent, but the store could not record it (disk full): never sent again for that.
+        self._unrecorded: dict[int, float] = {}
 
     def wake(self) -> None:
-        """Run a pass now (a critical alert arrived)."""
-        self._wake.set()
+        """Plan now (a critical alert arrived)."""
+        self._wake_planner.set()
+
+    def _wake_lanes(self, *lanes: Lane) -> None:
+        for lane in lanes or (URGENT, BULK):
+            self._wake[lane.name].set()
 
     def stop(self) -> None:
         self._stop.set()
-        self._wake.set()
+        self._wake_planner.set()
+        self._wake_lanes()
 
     def run(self) -> None:
+        """The planner here; each delivery lane in a thread of its own, so a slow delivery
+        attempt holds up neither planning nor the other lane."""
+        for lane in (URGENT, BULK):
+            threading.Thread(
+                target=self._lane, args=(lane,), name=f"{lane.name}-lane", daemon=True
+            ).start()
         while not self._stop.is_set():
-            self._wake.clear()
+            self._wake_planner.clear()
             try:
-                self.run_once(time.time())
-                timeout = self._next_wait(time.time())
+                self.housekeeping(time.time())
             except StoreError as exc:
                 log.error("store unavailable: %s", exc)
-                timeout = self.config.check_interval
             except Exception:
-                log.exception("dispatch pass failed")
-                timeout = self.config.check_interval
-            self._wake.wait(timeout)
+                log.exception("planning pass failed")
+            self._wake_planner.wait(self.config.check_interval)
 
-    def _next_wait(self, now: float) -> float:
+    def _lane(self, lane: Lane) -> None:
+        wake = self._wake[lane.name]
+        while not self._stop.is_set():
+            wake.clear()
+            timeout = self.config.check_interval
+            try:
+                if self.deliver_next(lane, time.time()):
+                    continue  # at once: the next most urgent mail (or a new critical)
+                timeout = self._next_wait(lane, time.time())
+            except StoreError as exc:
+                log.error("store unavailable: %s", exc)
+            except Exception:
+                log.exception("%s lane: pass failed", lane.name)
+            wake.wait(timeout)
+
+    def _next_wait(self, lane: Lane, now: float) -> float:
         wait = self.config.check_interval
-        next_attempt = self.store.next_attempt_at()
+        next_attempt = self.store.next_attempt_at(lane.priorities)
         if next_attempt is not None:
             wait = min(wait, max(next_attempt - now, 0.0))
         return wait
 
-    def run_once(self, now: float) -> None:
+    def housekeeping(self, now: float) -> None:
+        """Plan mails, watch the heartbeat, forget old history."""
         self.plan(now)
-        for mail in self.store.due_mails(now):
-            if self._stop.is_set():
-                return
-            self.deliver(mail)
+        self.check_heartbeat(now)
         if now - self._last_purge >= PURGE_EVERY_SECONDS:
             self.store.purge(now - RETENTION_SECONDS)
             self._last_purge = now
 
+    def run_once(self, now: float) -> None:
+        """One pass of everything: plan, then deliver every due mail (tests, benchmarks)."""
+        self.housekeeping(now)
+        for lane in (URGENT, BULK):
+            while not self._stop.is_set() and self.deliver_next(lane, now):
+                pass
+
     def plan(self, now: float) -> None:
         config = self.config
-        buffered = self.store.buffered(warnings_received_before=now - config.buffer_timeout)
+        buffered = self.store.buffered(now, warnings_received_before=now - config.buffer_timeout)
         if not buffered:
             return
-        keys = [(item.alert.fingerprint, item.alert.status) for item in buffered]
         plan = plan_mails(
             buffered,
-            self.store.last_mailed(keys),
+            self.store.cooldowns(item.alert.fingerprint for item in buffered),
             now,
             buffer_timeout=config.buffer_timeout,
             alert_cooldown=config.alert_cooldown,
             send_resolved=config.send_resolved,
             digest_max_alerts=config.digest_max_alerts,
         )
-        if not plan.mails and not plan.suppressed:
+        already_held = {item.id for item in buffered if item.held}
+        newly_held = [alert_id for alert_id in plan.held if alert_id not in already_held]
+        if not plan.mails and not plan.suppressed and not newly_held:
             return
-        mails = [
-            compose(item, config.sender, config.recipients, config.prometheus_url, now)
-            for item in plan.mails
-        ]
+        mails = [mail for item in plan.mails for mail in self._compose(item, now)]
         suppressed = [alert_id for ids in plan.suppressed.values() for alert_id in ids]
-        self.store.enqueue(mails, suppressed, now)
+        self.store.enqueue(mails, suppressed, now, plan.held)
         for reason, ids in plan.suppressed.items():
             self.metrics.suppressed.labels(reason).inc(len(ids))
+        self.metrics.held.inc(len(newly_held))
         for mail in mails:
-            log.info("queued %s mail %s: %s", mail.kind, mail.message_id, mail.subject)
+            if mail.error:
+                self.metrics.dead_lettered.labels("compose").inc()
+                log.error("dead-lettered %s mail %s: %s", mail.kind, mail.message_id, mail.error)
+            else:
+                log.info("queued %s mail %s: %s", mail.kind, mail.message_id, mail.subject)
+        self._wake_lanes()
+
+    def _compose(self, plan: MailPlan, now: float) -> list[NewMail]:
+        """The plan's mail; when it cannot be composed, one per alert, so only the alert that
+        breaks composing is dead-lettered."""
+        config = self.config
+        try:
+            mail = compose(plan, config.sender, config.recipients, config.prometheus_url, now)
+            return [_with_priority(mail, plan.priority)]
+        except Exception as exc:
+            if len(plan.entries) == 1:
+                log.exception("cannot compose a %s mail", plan.kind)
+                return [_with_priority(uncomposable(plan, repr(exc), now), plan.priority)]
+        singles = [
+            MailPlan(plan.kind, plan.severity, plan.resolved, [entry]) for entry in plan.entries
+        ]
+        return [mail for single in singles for mail in self._compose(single, now)]
+
+    def check_heartbeat(self, now: float) -> None:
+        """Mail "monitoring is blind" once when the Watchdog heartbeat stops, and "monitoring
+        is back" when it returns (watched from the first heartbeat on)."""
+        heartbeat = self.store.heartbeat()
+        if heartbeat is None:
+            return
+        stale = is_stale(heartbeat, now, self.started_at, self.config.heartbeat_timeout)
+        self.metrics.blind.set(int(heartbeat.blind))
+        if stale == heartbeat.blind:
+            return
+        mail = heartbeat_mail(heartbeat, stale, now, self.config)
+        self.store.set_blind(stale, mail, now)
+        self.metrics.blind.set(int(stale))
+        log.warning("queued %s", mail.subject)
+        self._wake_lanes(URGENT)
+
+    def deliver_next(self, lane: Lane, now: float) -> bool:
+        """Deliver the most urgent mail due in `lane`; False when none is due."""
+        mail = self.store.next_due(now, lane.priorities)
+        if mail is None:
+            return False
+        if mail.id in self._unrecorded:
+            self.store.mark_sent(mail.id, self._unrecorded[mail.id])
+            self._unrecorded.pop(mail.id, None)
+            return True
+        self.deliver(mail)
+        return True
 
     def deliver(self, mail: QueuedMail) -> None:
-        backend = self.backend.name
-        attempts = mail.attempts + 1
         try:
             self.backend.send(mail.message_id, mail.message)
         except PermanentError as exc:
+            self.health.worked()  # the backend answered; this one message is the problem
             self._dead_letter(mail, str(exc))
             return
-        except TransientError as exc:
-            if attempts >= self.config.retry_max_attempts:
-                self._dead_letter(mail, f"gave up after {attempts} attempts: {exc}")
+        except DeliveryError as exc:
+            now = time.time()
+            self.health.failed(exc, now)
+            if self._try_fallback(mail, now):
                 return
-            delay = retry_delay(
-                attempts, self.config.retry_initial_delay, self.config.retry_max_delay
-            )
-            self.store.mark_retry(mail.id, time.time() + delay, str(exc))
-            self.metrics.failed.labels(backend).inc()
-            log.warning("mail %s failed (%s); retry in %.1fs", mail.message_id, exc, delay)
+            self._retry_later(mail, exc, now)
             return
+        if self.health.worked():
+            self.store.retry_all_now(time.time())  # it works again: no mail waits its backoff
+            self._wake_lanes()
+        self._sent(mail, self.backend.name)
+
+    def _try_fallback(self, mail: QueuedMail, now: float) -> bool:
+        if self.fallback is None or self.health.failing_for(now) < self.config.fallback_after:
+            return False
+        try:
+            self.fallback.send(mail.message_id, mail.message)
+        except DeliveryError as exc:
+            log.warning("fallback %s failed too for %s: %s", self.fallback.name, mail.id, exc)
+            return False
+        self._sent(mail, self.fallback.name)
+        return True
+
+    def _retry_later(self, mail: QueuedMail, exc: DeliveryError, now: float) -> None:
+        backend = self.backend.name
+        if isinstance(exc, AccountError):
+            delay = self.config.retry_blocked_delay
+            reason = "account"
+        else:
+            delay = retry_delay(
+                mail.attempts + 1, self.config.retry_initial_delay, self.config.retry_max_delay
+            )
+            reason = "transient"
+        self.store.mark_retry(mail.id, now + delay, str(exc))
+        self.metrics.failed.labels(backend, reason).inc()
+        log.warning("mail %s failed (%s: %s); retry in %.1fs", mail.message_id, reason, exc, delay)
+
+    def _sent(self, mail: QueuedMail, backend: str) -> None:
         sent_at = time.time()
-        self.store.mark_sent(mail.id, sent_at)
+        self._unrecorded[mail.id] = sent_at
+        self.store.mark_sent(mail.id, sent_at)  # StoreError: recorded on a later pass
+        self._unrecorded.pop(mail.id, None)
         self.metrics.sent.labels(mail.kind, backend).inc()
         self.metrics.delivery_latency.labels(mail.kind).observe(
             max(sent_at - mail.first_received_at, 0.0)
@@ -145,3 +313,7 @@ class Dispatcher:
         self.store.mark_dead(mail.id, error)
         self.metrics.dead_lettered.labels(self.backend.name).inc()
         log.error("dead-lettered mail %s (%s): %s", mail.message_id, mail.subject, error)
+
+
+def _with_priority(mail: NewMail, priority: int) -> NewMail:
+    return replace(mail, priority=priority)

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from aiosmtpd.controller import Controller
 
 from tests.helpers import Samples, free_port, scrape, wait_until
+from tests.relay.smtp_support import Mailbox, make_certificate, smtp_server
 
 RELAY = Path(sys.executable).with_name("dockpulse-relay")
 TOKEN = "test-token"
@@ -84,12 +86,14 @@ class RelayProcess:
         self.env.update(env)
         return self.start()
 
-    def post(self, payload: object, token: str | None = TOKEN) -> requests.Response:
+    def post(
+        self, payload: object, token: str | None = TOKEN, path: str = "/webhook"
+    ) -> requests.Response:
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         headers = {"Content-Type": "application/json"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        return requests.post(f"{self.url}/webhook", data=body, headers=headers, timeout=10)
+        return requests.post(f"{self.url}{path}", data=body, headers=headers, timeout=10)
 
     def metrics(self) -> Samples:
         return scrape(f"{self.url}/metrics")
@@ -128,3 +132,24 @@ def start_relay(tmp_path: Path) -> Iterator:
 
 def text_of(mail: EmailMessage) -> str:
     return mail.get_body(preferencelist=("plain",)).get_content()
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (cert, key), which the relay is told to trust."""
+    return make_certificate(tmp_path_factory.mktemp("smtp-tls"))
+
+
+@pytest.fixture
+def smtp(certificate) -> Iterator:
+    """`smtp(replies)` starts a real SMTP server with a Mailbox; all stop afterwards."""
+    started: list[Controller] = []
+
+    def start(replies: list[str] | None = None) -> tuple[Mailbox, Controller]:
+        mailbox = Mailbox(replies)
+        started.append(smtp_server(mailbox, certificate))
+        return mailbox, started[-1]
+
+    yield start
+    for controller in started:
+        controller.stop()

@@ -46,3 +46,13 @@ def notification(*alerts: dict[str, object]) -> dict[str, object]:
         "groupKey": '{}:{alertname="ContainerDown"}',
         "truncatedAlerts": 0,
     }
+
+
+def watchdog(evaluated_at: float | None, status: str = "firing") -> dict[str, object]:
+    """The Watchdog notification Alertmanager sends to /heartbeat; `evaluated_at` is
+    Prometheus' evaluation time the rule puts in its annotation."""
+    heartbeat = alert("Watchdog", "", "none", status)
+    heartbeat["labels"] = {"alertname": "Watchdog", "severity": "none", "heartbeat": "true"}
+    if evaluated_at is not None:
+        heartbeat["annotations"]["evaluated_at"] = f"{evaluated_at:.0f}"  # type: ignore[index]
+    return notification(heartbeat)

@@ -7,9 +7,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import requests
 
 from dockpulse_relay.config import load_config
+from tests.helpers import free_port, wait_until
 from tests.relay.conftest import RELAY
+from tests.support.local_stack import stop_process
 
 EXAMPLE = Path(__file__).parents[2] / "alert-relay" / "relay.yml"
 
@@ -35,6 +38,8 @@ def test_the_example_config_loads_and_the_environment_wins(monkeypatch) -> None:
         ({"MAIL_BACKEND": "smtp", "SENDER_EMAIL": "a@b.example", "RECIPIENT_EMAILS": "c@d.example"},
          [], "smtp_host (SMTP_HOST)"),
         ({}, ["--web.listen-address=localhost"], "listen_address"),
+        ({}, ["--web.listen-address=0.0.0.0:9095"], "auth_token (RELAY_AUTH_TOKEN): required"),
+        ({"MAIL_FALLBACK_BACKEND": "smtp"}, [], "when mail_fallback_backend is smtp"),
         ({}, ["--config.file={tmp}/relay.yml"], "buffer_timeout_seconds"),
     ],
 )  # fmt: skip
@@ -53,3 +58,20 @@ def test_a_bad_setting_is_one_line_and_exit_2(tmp_path, env, args, named) -> Non
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("dockpulse-relay: config error: ")
     assert named in lines[0]
+
+
+def test_without_a_token_it_serves_loopback_or_when_told(tmp_path) -> None:
+    """No RELAY_AUTH_TOKEN: 127.0.0.1 is fine, 0.0.0.0 only with RELAY_ALLOW_NO_AUTH=true."""
+    env = {k: v for k, v in os.environ.items() if k != "RELAY_AUTH_TOKEN"}
+    port = free_port()
+    process = subprocess.Popen(
+        [str(RELAY), f"--web.listen-address=0.0.0.0:{port}"],
+        env={**env, "RELAY_STORE": str(tmp_path / "relay.db"), "RELAY_ALLOW_NO_AUTH": "true"},
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok)
+    finally:
+        stop_process(process)

@@ -40,15 +40,18 @@ def moto_url() -> Iterator[str]:
 def ses(moto_url: str) -> str:
     """A clean moto with the sender identity verified."""
     requests.post(f"{moto_url}/moto-api/reset", timeout=5)
-    client = boto3.client(
+    ses_client(moto_url).create_email_identity(EmailIdentity=SENDER)
+    return moto_url
+
+
+def ses_client(moto_url: str):
+    return boto3.client(
         "sesv2",
         region_name="eu-west-1",
         endpoint_url=moto_url,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
-    client.create_email_identity(EmailIdentity=SENDER)
-    return moto_url
 
 
 def ses_env(endpoint: str, sender: str = SENDER) -> dict[str, str]:
@@ -153,16 +156,29 @@ def test_throttling_and_5xx_are_retried_with_backoff(start_relay, ses) -> None:
         flaky.close()
 
 
-def test_message_rejected_is_dead_lettered_not_retried(start_relay, ses) -> None:
-    relay = start_relay(**ses_env(ses, sender="unverified@dockpulse.example"))
+def test_an_unverified_sender_keeps_mail_queued_and_says_so_until_fixed(start_relay, ses) -> None:
+    """moto answers MessageRejected for an unverified sender, as SES does: every mail would be
+    refused, so none is dead-lettered; the relay reports itself blocked and retries slowly."""
+    sender = "unverified@dockpulse.example"
+    relay = start_relay(**ses_env(ses, sender=sender), RETRY_BLOCKED_DELAY="0.5s")
     relay.post(notification(alert("ContainerDown", "webapp")))
-    wait_until(
-        lambda: (
-            value(relay.metrics(), "dockpulse_relay_mails_dead_lettered_total", backend="ses") == 1
-        )
+    samples = wait_for_samples(
+        relay.metrics,
+        lambda s: (
+            value(s, "dockpulse_relay_mail_failures_total", reason="account", backend="ses")
+            and value(s, "dockpulse_relay_backend_blocked", backend="ses") == 1
+        ),
     )
-    samples = relay.metrics()
-    assert value(samples, "dockpulse_relay_mail_failures_total", backend="ses") is None
-    assert value(samples, "dockpulse_relay_queue_depth", queue="pending_mails") == 0
+    assert value(samples, "dockpulse_relay_backend_healthy", backend="ses") == 0
+    assert value(samples, "dockpulse_relay_mails_dead_lettered_total", backend="ses") is None
+    assert value(samples, "dockpulse_relay_queue_depth", queue="pending_mails") == 1
     assert sent_mails(ses) == []
     assert "MessageRejected" in relay.output()
+
+    ses_client(ses).create_email_identity(EmailIdentity=sender)  # the operator verifies it
+    mail = wait_until(lambda: sent_mails(ses), timeout=20)[0]
+    assert mail["Subject"] == "[CRITICAL] 1 alert: ContainerDown (webapp)"
+    samples = wait_for_samples(
+        relay.metrics, lambda s: value(s, "dockpulse_relay_backend_blocked", backend="ses") == 0
+    )
+    assert value(samples, "dockpulse_relay_backend_healthy", backend="ses") == 1

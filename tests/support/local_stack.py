@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import yaml
@@ -126,17 +127,24 @@ def query(prometheus_url: str, promql: str) -> list[dict[str, Any]]:
     return answer.json()["data"]["result"]
 
 
-def alertmanager_config(relay_url: str, token_file: Path, **caps: str) -> dict[str, Any]:
+def alertmanager_config(
+    relay_url: str, token_file: Path, smtp_port: int | None = None, **caps: str
+) -> dict[str, Any]:
     """The repository's alertmanager.yml, posting to `relay_url` with the token in `token_file`.
 
     `caps` (group_wait=, group_interval=) shorten every route's setting that is longer (tests:
-    warnings need not wait 30 s, a resolved notification not 15 s).
+    warnings need not wait 30 s, a resolved notification not 15 s). `smtp_port`: Alertmanager's
+    own e-mail (the direct-email receiver) goes to a plain SMTP server on 127.0.0.1 there.
     """
     config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
     for receiver in config["receivers"]:
         for webhook in receiver.get("webhook_configs", []):
-            webhook["url"] = f"{relay_url}/webhook"
+            webhook["url"] = relay_url + urlsplit(webhook["url"]).path  # /webhook, /heartbeat
             webhook["http_config"]["authorization"]["credentials_file"] = str(token_file)
+        for mail in receiver.get("email_configs", []) if smtp_port else []:
+            mail.update(smarthost=f"127.0.0.1:{smtp_port}", require_tls=False)
+            mail.pop("auth_username", None)
+            mail.pop("auth_password_file", None)
     routes = [config["route"], *config["route"].get("routes", [])]
     for setting, cap in caps.items():
         for route in routes:
@@ -303,13 +311,16 @@ class LocalStack:
         cluster_port: int | None = None,
         peers: Sequence[int] = (),
         flags: Sequence[str] = (),
+        smtp_port: int | None = None,
+        port: int | None = None,
         **caps: str,
     ) -> Service:
         """The real Alertmanager from `alertmanager_config`: clustering off, or gossiping on
-        127.0.0.1:`cluster_port` with the peers at 127.0.0.1:`peers`; `flags` are added."""
-        folder, port = self.folder(name), free_port()
+        127.0.0.1:`cluster_port` with the peers at 127.0.0.1:`peers`; `flags` are added. On
+        `port` (default: a free one; the same port again restarts it where Prometheus looks)."""
+        folder, port = self.folder(name), port or free_port()
         config_file = folder / "alertmanager.yml"
-        config = alertmanager_config(relay_url, self.token_file, **caps)
+        config = alertmanager_config(relay_url, self.token_file, smtp_port, **caps)
         config_file.write_text(yaml.safe_dump(config))
         cluster = f"127.0.0.1:{cluster_port}" if cluster_port else ""
         args = [
@@ -323,8 +334,10 @@ class LocalStack:
         ]
         return self.start(name, args, port, "/-/ready")
 
-    def prometheus(self, config: dict[str, Any], name: str = "prometheus") -> Service:
-        """The real Prometheus with `config` (see `prometheus_config`)."""
+    def prometheus(
+        self, config: dict[str, Any], name: str = "prometheus", flags: tuple[str, ...] = ()
+    ) -> Service:
+        """The real Prometheus with `config` (see `prometheus_config`) and extra `flags`."""
         folder, port = self.folder(name), free_port()
         config_file = folder / "prometheus.yml"
         config_file.write_text(yaml.safe_dump(config))
@@ -333,6 +346,7 @@ class LocalStack:
             f"--config.file={config_file}",
             f"--storage.tsdb.path={folder / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
+            *flags,
         ]
         return self.start(name, args, port, "/-/ready")
 
