@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from dockpulse.service import service_parser, setup_logging, stop_on_signals
 from dockpulse.settings import ConfigError, exit_with_config_error, split_listen_address
@@ -17,7 +18,7 @@ from dockpulse_relay.config import DEFAULT_LISTEN_ADDRESS, RelayConfig, load_con
 from dockpulse_relay.dispatch import Dispatcher
 from dockpulse_relay.http import Webhook, make_server
 from dockpulse_relay.metrics import RelayMetrics
-from dockpulse_relay.store import Store, StoreError
+from dockpulse_relay.store import StoreError, open_store
 
 PROGRAM = "dockpulse-relay"
 SWITCH_INTERVAL_SECONDS = 0.001
@@ -54,10 +55,10 @@ def dead_letters(argv: list[str]) -> int:
         config = load_config(args.config_file, {})
     except ConfigError as exc:
         exit_with_config_error(PROGRAM, exc)
-    if not config.store.is_file():
+    if isinstance(config.store, Path) and not config.store.is_file():
         print(f"{PROGRAM}: store: no such file {config.store} (RELAY_STORE)", file=sys.stderr)
         return 2
-    store = Store(config.store, config.store_sync)
+    store = open_store(config.store, config.store_sync, config.lease)
     try:
         if args.action == "list":
             letters = store.dead_letters()
@@ -85,7 +86,7 @@ class Relay:
     def __init__(self, config: RelayConfig) -> None:
         self.config = config
         self.host, self.port = split_listen_address(config.listen_address)
-        self.store = Store(config.store, config.store_sync)
+        self.store = open_store(config.store, config.store_sync, config.lease)
         self.metrics = RelayMetrics(
             self.store.depth, self.store.oldest_pending_created_at, self._heartbeat_at
         )

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from dockpulse.settings import ConfigError, Duration, load_settings, split_listen_address
+from dockpulse_relay.store import POSTGRES_SCHEMES
 
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9095"
 
@@ -17,6 +18,7 @@ ENVIRONMENT = {
     "RELAY_AUTH_TOKEN": "auth_token",
     "RELAY_STORE": "store",
     "RELAY_STORE_SYNC": "store_sync",
+    "RELAY_LEASE": "lease",
     "RELAY_MAX_BODY_BYTES": "max_body_bytes",
     "OUTBOX_DIR": "outbox_dir",
     "ALERT_LOG": "alert_log",
@@ -57,8 +59,10 @@ class RelayConfig(BaseModel):
 
     listen_address: str = DEFAULT_LISTEN_ADDRESS
     auth_token: SecretStr | None = None  # when set, POST /webhook needs `Bearer <token>`
-    store: Path = Path("data/relay.db")  # SQLite file: the durable queue
-    store_sync: Literal["normal", "full"] = "normal"  # full: also survive power loss
+    # The durable queue: a SQLite file, or a postgresql:// URL that relay replicas share.
+    store: Path | str = Path("data/relay.db")
+    store_sync: Literal["normal", "full"] = "normal"  # SQLite: full also survives power loss
+    lease: Duration = Field(default=5.0, gt=0)  # replicas: a dead one's mail goes on after this
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     outbox_dir: Path = Path("outbox")
     alert_log: Path = Path("logs/container_alerts.log")
@@ -102,6 +106,13 @@ class RelayConfig(BaseModel):
         except ConfigError as exc:
             raise ValueError(str(exc).split(": ", 1)[1]) from None
         return value
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _store(cls, value: object) -> object:
+        if isinstance(value, str) and value.startswith(POSTGRES_SCHEMES):
+            return value
+        return Path(value) if isinstance(value, str) else value
 
     @field_validator("recipient_emails", mode="before")
     @classmethod

@@ -31,7 +31,7 @@ from dockpulse_relay.digest import MailPlan, plan_mails
 from dockpulse_relay.heartbeat import heartbeat_mail, is_stale
 from dockpulse_relay.message import compose, uncomposable
 from dockpulse_relay.metrics import RelayMetrics
-from dockpulse_relay.store import NewMail, QueuedMail, Store, StoreError
+from dockpulse_relay.store import NewMail, PlanConflict, QueuedMail, Store, StoreError
 
 log = logging.getLogger("dockpulse_relay.dispatch")
 
@@ -179,6 +179,17 @@ class Dispatcher:
                 pass
 
     def plan(self, now: float) -> None:
+        """Plan under the store's planner lease; another replica planning now does it for us."""
+        with self.store.planning() as ours:
+            if not ours:
+                return
+            try:
+                self._plan(now)
+            except PlanConflict as exc:
+                log.warning("plan dropped (%s); planning again", exc)
+                self._wake_planner.set()
+
+    def _plan(self, now: float) -> None:
         config = self.config
         buffered = self.store.buffered(now, warnings_received_before=now - config.buffer_timeout)
         if not buffered:
@@ -237,8 +248,9 @@ class Dispatcher:
         if stale == heartbeat.blind:
             return
         mail = heartbeat_mail(heartbeat, stale, now, self.config)
-        self.store.set_blind(stale, mail, now)
         self.metrics.blind.set(int(stale))
+        if not self.store.set_blind(stale, mail, now):
+            return  # another replica queued it
         log.warning("queued %s", mail.subject)
         self._wake_lanes(URGENT)
 

@@ -26,7 +26,9 @@ class QueueCollector(Collector):
         self._heartbeat_at = heartbeat_at
 
     def collect(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily("dockpulse_relay_store_up", "1 when the SQLite store answers.")
+        up = GaugeMetricFamily(
+            "dockpulse_relay_store_up", "1 when the store (SQLite or PostgreSQL) answers."
+        )
         depth = GaugeMetricFamily(
             "dockpulse_relay_queue_depth",
             "Alerts waiting in the buffer and mails waiting for delivery.",

@@ -1,84 +1,44 @@
-"""The durable queue: received alerts, composed mails and cooldown times in one SQLite file.
+"""The durable queue: received alerts, composed mails, cooldown times, the heartbeat and leases.
 
-Why SQLite in WAL mode with `synchronous=NORMAL` and one writer connection: a webhook is answered
-2xx only after its transaction has committed. In WAL mode a commit is an append to the `-wal`
-file; with NORMAL it is not fsync'ed per commit, so it costs tens of microseconds instead of a
-disk flush, yet it is in the kernel's page cache the moment `COMMIT` returns and survives the
-relay being killed (kill -9, OOM, crash). Only a power loss or kernel panic can lose the last
-commits; `store_sync: full` closes that gap at the price of one fsync per notification. One
-connection behind a lock keeps writers from ever waiting on SQLite's own busy locking.
+Two stores implement it with the same SQL, written once here (`SqlStore`): one SQLite file for
+one relay (`store_sqlite.py`), or a PostgreSQL database shared by any number of relay replicas
+(`store_postgres.py`). Either way a webhook is answered 2xx only after its transaction committed.
+
+What makes N replicas safe on one database, all in this file:
+- dedup: an alert's key (fingerprint|status|startsAt) is unique; a second copy, from another
+  Alertmanager through another replica, is `ON CONFLICT DO NOTHING`;
+- planning (buffer -> mails, cooldowns) runs under the `planner` lease, one replica at a time; if
+  a replica loses the lease mid-plan (stalled longer than the lease), its commit finds the alerts
+  no longer buffered and rolls back (`PlanConflict`), so nothing is planned twice;
+- delivery: a replica claims a due mail with a row lock (`FOR UPDATE SKIP LOCKED` on PostgreSQL)
+  and a lease (`claimed_by`, `claimed_until`) that it renews while it sends; a replica killed
+  while sending loses the mail to another once the lease ends (RELAY_LEASE);
+- "monitoring is blind/back" is queued by whichever replica flips the flag first.
+Lease times are the database's clock, so replicas' clocks do not matter for them.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from dockpulse_relay.alerts import Alert
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS alerts (
-    id          INTEGER PRIMARY KEY,
-    key         TEXT NOT NULL UNIQUE,          -- fingerprint|status|startsAt
-    fingerprint TEXT NOT NULL,
-    status      TEXT NOT NULL,
-    critical    INTEGER NOT NULL,              -- 1: bypasses the digest buffer
-    received_at REAL NOT NULL,
-    alert       TEXT NOT NULL,                 -- the Alert as JSON
-    state       TEXT NOT NULL DEFAULT 'buffered',  -- buffered | held | mailed | suppressed
-    mail_id     INTEGER,
-    due_at      REAL                           -- held: when its cooldown ends
-);
-CREATE INDEX IF NOT EXISTS alerts_buffered ON alerts(critical, received_at)
-    WHERE state = 'buffered';
-CREATE TABLE IF NOT EXISTS mails (
-    id               INTEGER PRIMARY KEY,
-    message_id       TEXT NOT NULL UNIQUE,
-    kind             TEXT NOT NULL,            -- critical | digest | resolved | heartbeat
-    subject          TEXT NOT NULL,
-    message          BLOB NOT NULL,            -- the whole RFC 5322 message (empty: not composed)
-    first_received_at REAL NOT NULL,
-    created_at       REAL NOT NULL,
-    state            TEXT NOT NULL DEFAULT 'pending',  -- pending | sent | dead
-    attempts         INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at  REAL NOT NULL,
-    last_error       TEXT,
-    sent_at          REAL,
-    priority         INTEGER NOT NULL DEFAULT 2  -- 0 critical first ... 3 resolved warnings
-);
-CREATE INDEX IF NOT EXISTS mails_pending ON mails(next_attempt_at) WHERE state = 'pending';
-CREATE TABLE IF NOT EXISTS cooldowns (
-    fingerprint TEXT PRIMARY KEY,
-    mailed_at   REAL NOT NULL,
-    status      TEXT NOT NULL,                 -- what the last mail said
-    summary     INTEGER NOT NULL               -- 1: it summed up held changes
-);
-CREATE TABLE IF NOT EXISTS heartbeat (
-    id           INTEGER PRIMARY KEY CHECK (id = 1),
-    received_at  REAL NOT NULL,                -- when the last heartbeat arrived
-    evaluated_at REAL,                         -- Prometheus' time in it (None: unknown)
-    blind        INTEGER NOT NULL DEFAULT 0    -- 1: "monitoring is blind" was queued
-);
-"""
-# Columns added since the first release: (table, column, declaration) for older stores.
-MIGRATIONS = [
-    ("alerts", "due_at", "REAL"),
-    ("mails", "priority", "INTEGER NOT NULL DEFAULT 2"),
-]
-HELD_INDEX = (
-    "CREATE INDEX IF NOT EXISTS alerts_held ON alerts(fingerprint, due_at) WHERE state = 'held'"
-)
-
-
-WAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024  # the log is cut back to this after a checkpoint
+DEFAULT_LEASE_SECONDS = 5.0
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+PLANNER = "planner"
 
 
 class StoreError(RuntimeError):
-    """The store cannot be read or written (disk full, read-only, missing folder...)."""
+    """The store cannot be read or written (disk full, read-only, database down...)."""
+
+
+class PlanConflict(RuntimeError):
+    """Another replica planned some of these alerts first: this plan was rolled back."""
 
 
 @dataclass(frozen=True)
@@ -143,98 +103,117 @@ class Heartbeat:
     blind: bool
 
 
-class Store:
-    """All reads and writes go through one connection, one transaction at a time."""
+class Store(Protocol):
+    """What the webhook, the dispatcher, the metrics and the CLI need from a store."""
 
-    def __init__(self, path: Path, synchronous: str = "normal") -> None:
-        self.path = path
-        self.synchronous = synchronous.upper()
-        self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
+    def check(self) -> None: ...
+    def record(self, alerts: Iterable[Alert], now: float) -> list[bool]: ...
+    def planning(self) -> AbstractContextManager[bool]: ...
+    def buffered(self, now: float, warnings_received_before: float) -> list[BufferedAlert]: ...
+    def cooldowns(self, fingerprints: Iterable[str]) -> dict[str, Cooldown]: ...
+    def enqueue(
+        self,
+        mails: list[NewMail],
+        suppressed: list[int],
+        now: float,
+        held: dict[int, float] | None = None,
+    ) -> None: ...
+    def add_mail(self, mail: NewMail, now: float) -> None: ...
+    def next_due(self, now: float, priorities: tuple[int, int]) -> QueuedMail | None: ...
+    def next_attempt_at(self, priorities: tuple[int, int] = (0, 99)) -> float | None: ...
+    def oldest_pending_created_at(self) -> float | None: ...
+    def mark_sent(self, mail_id: int, now: float) -> None: ...
+    def mark_retry(self, mail_id: int, next_attempt_at: float, error: str) -> None: ...
+    def retry_all_now(self, now: float) -> None: ...
+    def mark_dead(self, mail_id: int, error: str) -> None: ...
+    def dead_letters(self) -> list[DeadLetter]: ...
+    def requeue(self, mail_ids: Iterable[int] | None, now: float) -> int: ...
+    def heartbeat(self) -> Heartbeat | None: ...
+    def record_heartbeat(self, received_at: float, evaluated_at: float | None) -> None: ...
+    def set_blind(self, blind: bool, mail: NewMail, now: float) -> bool: ...
+    def depth(self) -> dict[str, int]: ...
+    def purge(self, before: float) -> None: ...
+    def close(self) -> None: ...
 
-    def _connect(self) -> sqlite3.Connection:
-        if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            try:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute(f"PRAGMA synchronous={self.synchronous}")
-                db.execute("PRAGMA busy_timeout=5000")
-                db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
-                db.executescript(SCHEMA)
-                _migrate(db)
-            except sqlite3.Error:
-                db.close()
-                raise
-            self._db = db
-        return self._db
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT; on any error roll back, so nothing is half-stored."""
-        with self._lock:
-            try:
-                db = self._connect()
-            except (OSError, sqlite3.Error) as exc:
-                raise StoreError(f"cannot open {self.path}: {exc}") from exc
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                yield db
-                db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
-                    self._free_wal(db)
-                self._reset(db)
-                raise StoreError(f"{self.path}: {exc}") from exc
-            except BaseException:
-                self._reset(db)
-                raise
+class Transaction(Protocol):
+    """A DB-API connection or cursor in a transaction; SQL uses `?` placeholders."""
 
-    @staticmethod
-    def _free_wal(db: sqlite3.Connection) -> None:
-        """Disk full: give back what the write-ahead log holds beyond the database."""
-        try:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error:
-            pass
+    def execute(self, sql: str, parameters: Any = ...) -> Any: ...
 
-    def _reset(self, db: sqlite3.Connection) -> None:
-        """Roll back, and reopen next time: the file may have been fixed or replaced."""
-        try:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
-        db.close()
-        self._db = None
+
+class SqlStore:
+    """The store's logic, in SQL both SQLite and PostgreSQL run. A subclass opens transactions
+    (`_transaction`) and says how its database writes the time now and a row lock."""
+
+    NOW_SQL: str  # the database's clock, in seconds since the epoch
+    LOCK_ROWS: str = ""  # appended to a claiming SELECT: "FOR UPDATE SKIP LOCKED" when shared
+    shared = False  # True: other processes use the same store (leases must be renewed)
+
+    def __init__(self, lease: float = DEFAULT_LEASE_SECONDS, holder: str = "relay") -> None:
+        self.lease = lease
+        self.holder = holder  # who claims mails and leases: one name per process
+        self._renewing = threading.Event()
+        self._stopped = threading.Event()
+
+    def _transaction(self) -> AbstractContextManager[Transaction]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._stopped.set()
 
     def check(self) -> None:
         """Raise StoreError unless the store can be opened and read."""
         with self._transaction() as db:
-            db.execute("SELECT count(*) FROM mails WHERE 0").fetchone()
+            db.execute("SELECT count(*) FROM mails WHERE 1 = 0").fetchone()
 
     def record(self, alerts: Iterable[Alert], now: float) -> list[bool]:
-        """Store new alerts durably; for each, False when it was already there (a duplicate)."""
+        """Store new alerts durably; for each, False when it was already there (a duplicate,
+        also one another replica stored)."""
         fresh = []
         with self._transaction() as db:
             for alert in alerts:
                 cursor = db.execute(
-                    "INSERT OR IGNORE INTO alerts"
-                    " (key, fingerprint, status, critical, received_at, alert)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO alerts (key, fingerprint, status, critical, received_at, alert)"
+                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
                     (
                         alert.key,
                         alert.fingerprint,
                         alert.status,
-                        alert.critical,
+                        int(alert.critical),
                         now,
                         alert.to_json(),
                     ),
                 )
                 fresh.append(cursor.rowcount == 1)
         return fresh
+
+    @contextmanager
+    def planning(self) -> Iterator[bool]:
+        """Hold the planner lease while planning; yields False when another replica holds it."""
+        acquired = self._take_lease(PLANNER)
+        if acquired:
+            self._start_renewing()
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                with self._transaction() as db:
+                    db.execute(
+                        "DELETE FROM leases WHERE name = ? AND holder = ?", (PLANNER, self.holder)
+                    )
+
+    def _take_lease(self, name: str) -> bool:
+        with self._transaction() as db:
+            row = db.execute(
+                "INSERT INTO leases (name, holder, expires_at)"
+                f" VALUES (?, ?, {self.NOW_SQL} + ?) ON CONFLICT (name) DO UPDATE"
+                " SET holder = excluded.holder, expires_at = excluded.expires_at"
+                f" WHERE leases.holder = excluded.holder OR leases.expires_at < {self.NOW_SQL}"
+                " RETURNING holder",
+                (name, self.holder, self.lease),
+            ).fetchone()
+        return row is not None
 
     def buffered(self, now: float, warnings_received_before: float) -> list[BufferedAlert]:
         """What planning looks at: buffered critical alerts, all buffered warnings once the
@@ -248,12 +227,13 @@ class Store:
                 "SELECT min(received_at) FROM alerts WHERE state = 'buffered' AND critical = 0"
             ).fetchone()[0]
             warnings_due = oldest is not None and oldest <= warnings_received_before
+            critical = 0 if warnings_due else 1
             rows = db.execute(
                 "SELECT id, alert, received_at, state FROM alerts WHERE (state = 'buffered'"
-                " AND critical >= :critical) OR (state = 'held' AND (due_at <= :now"
+                " AND critical >= ?) OR (state = 'held' AND (due_at <= ?"
                 " OR fingerprint IN (SELECT fingerprint FROM alerts WHERE state = 'buffered'"
-                " AND critical >= :critical))) ORDER BY received_at, id",
-                {"critical": 0 if warnings_due else 1, "now": now},
+                " AND critical >= ?))) ORDER BY received_at, id",
+                (critical, now, critical),
             ).fetchall()
         return [
             BufferedAlert(row[0], Alert.from_json(row[1]), row[2], row[3] == "held") for row in rows
@@ -282,57 +262,85 @@ class Store:
         """Turn buffered alerts into queued mails, held or dropped ones, in one transaction.
 
         A mail with an `error` could not be composed: it is stored as a dead letter at once,
-        its alerts attached, so `dead-letters requeue` can plan them again.
+        its alerts attached, so `dead-letters requeue` can plan them again. PlanConflict (all
+        rolled back) when an alert is no longer buffered or held: another replica planned it.
         """
         with self._transaction() as db:
             for mail in mails:
-                cursor = db.execute(
+                (mail_id,) = db.execute(
                     "INSERT INTO mails (message_id, kind, subject, message, first_received_at,"
                     " created_at, next_attempt_at, priority, state, last_error)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     (mail.message_id, mail.kind, mail.subject, mail.message,
                      mail.first_received_at, now, now, mail.priority,
                      "dead" if mail.error else "pending", mail.error),
-                )  # fmt: skip
-                db.executemany(
-                    "UPDATE alerts SET state = 'mailed', mail_id = ?, due_at = NULL WHERE id = ?",
-                    [(cursor.lastrowid, alert_id) for alert_id in mail.alert_ids],
+                ).fetchone()  # fmt: skip
+                for alert_id in mail.alert_ids:
+                    _update_planned(
+                        db,
+                        "UPDATE alerts SET state = 'mailed', mail_id = ?, due_at = NULL"
+                        " WHERE id = ? AND state IN ('buffered', 'held')",
+                        (mail_id, alert_id),
+                    )
+                for fingerprint, status, summary in mail.cooldown:
+                    db.execute(
+                        "INSERT INTO cooldowns (fingerprint, mailed_at, status, summary)"
+                        " VALUES (?, ?, ?, ?) ON CONFLICT (fingerprint) DO UPDATE"
+                        " SET mailed_at = excluded.mailed_at, status = excluded.status,"
+                        " summary = excluded.summary",
+                        (fingerprint, now, status, int(summary)),
+                    )
+            for alert_id in suppressed:
+                _update_planned(
+                    db,
+                    "UPDATE alerts SET state = 'suppressed'"
+                    " WHERE id = ? AND state IN ('buffered', 'held')",
+                    (alert_id,),
                 )
-                db.executemany(
-                    "INSERT OR REPLACE INTO cooldowns (fingerprint, mailed_at, status, summary)"
-                    " VALUES (?, ?, ?, ?)",
-                    [(fp, now, status, summary) for fp, status, summary in mail.cooldown],
+            for alert_id, due_at in (held or {}).items():
+                _update_planned(
+                    db,
+                    "UPDATE alerts SET state = 'held', due_at = ?"
+                    " WHERE id = ? AND state IN ('buffered', 'held')",
+                    (due_at, alert_id),
                 )
-            db.executemany(
-                "UPDATE alerts SET state = 'suppressed' WHERE id = ?",
-                [(alert_id,) for alert_id in suppressed],
-            )
-            db.executemany(
-                "UPDATE alerts SET state = 'held', due_at = ? WHERE id = ?",
-                [(due_at, alert_id) for alert_id, due_at in (held or {}).items()],
-            )
 
     def add_mail(self, mail: NewMail, now: float) -> None:
         """Queue a mail that carries no alert (the relay's own: monitoring blind/back)."""
         self.enqueue([mail], [], now)
 
+    def _unclaimed(self) -> str:
+        """SQL: a mail nobody else holds (never claimed, lease over, or claimed by us)."""
+        return f"(claimed_until IS NULL OR claimed_until < {self.NOW_SQL} OR claimed_by = ?)"
+
     def next_due(self, now: float, priorities: tuple[int, int]) -> QueuedMail | None:
-        """The most urgent mail due now whose priority is within `priorities` (low, high)."""
+        """Claim the most urgent mail due now whose priority is within `priorities` (low,
+        high): locked for this transaction, then leased to this process until it is marked
+        sent, retried or dead (the lease renewed meanwhile)."""
         with self._transaction() as db:
             row = db.execute(
                 "SELECT id, message_id, kind, subject, message, first_received_at, attempts,"
                 " priority FROM mails WHERE state = 'pending' AND next_attempt_at <= ?"
-                " AND priority BETWEEN ? AND ? ORDER BY priority, id LIMIT 1",
-                (now, *priorities),
+                f" AND priority BETWEEN ? AND ? AND {self._unclaimed()}"
+                f" ORDER BY priority, id LIMIT 1 {self.LOCK_ROWS}",
+                (now, *priorities, self.holder),
             ).fetchone()
-        return None if row is None else QueuedMail(*row)
+            if row is None:
+                return None
+            db.execute(
+                f"UPDATE mails SET claimed_by = ?, claimed_until = {self.NOW_SQL} + ? WHERE id = ?",
+                (self.holder, self.lease, row[0]),
+            )
+        self._start_renewing()
+        return QueuedMail(*row[:4], bytes(row[4]), *row[5:])
 
     def next_attempt_at(self, priorities: tuple[int, int] = (0, 99)) -> float | None:
+        """When the next mail this process may claim is due (one another holds is not)."""
         with self._transaction() as db:
             row = db.execute(
                 "SELECT min(next_attempt_at) FROM mails WHERE state = 'pending'"
-                " AND priority BETWEEN ? AND ?",
-                priorities,
+                f" AND priority BETWEEN ? AND ? AND {self._unclaimed()}",
+                (*priorities, self.holder),
             ).fetchone()
         return row[0]
 
@@ -345,16 +353,16 @@ class Store:
     def mark_sent(self, mail_id: int, now: float) -> None:
         with self._transaction() as db:
             db.execute(
-                "UPDATE mails SET state = 'sent', sent_at = ?, attempts = attempts + 1"
-                " WHERE id = ?",
+                "UPDATE mails SET state = 'sent', sent_at = ?, attempts = attempts + 1,"
+                " claimed_by = NULL, claimed_until = NULL WHERE id = ?",
                 (now, mail_id),
             )
 
     def mark_retry(self, mail_id: int, next_attempt_at: float, error: str) -> None:
         with self._transaction() as db:
             db.execute(
-                "UPDATE mails SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
-                " WHERE id = ?",
+                "UPDATE mails SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?,"
+                " claimed_by = NULL, claimed_until = NULL WHERE id = ?",
                 (next_attempt_at, error, mail_id),
             )
 
@@ -370,8 +378,8 @@ class Store:
     def mark_dead(self, mail_id: int, error: str) -> None:
         with self._transaction() as db:
             db.execute(
-                "UPDATE mails SET state = 'dead', attempts = attempts + 1, last_error = ?"
-                " WHERE id = ?",
+                "UPDATE mails SET state = 'dead', attempts = attempts + 1, last_error = ?,"
+                " claimed_by = NULL, claimed_until = NULL WHERE id = ?",
                 (error, mail_id),
             )
 
@@ -391,7 +399,8 @@ class Store:
         """
         with self._transaction() as db:
             if mail_ids is None:
-                ids = [row[0] for row in db.execute("SELECT id FROM mails WHERE state = 'dead'")]
+                dead = db.execute("SELECT id FROM mails WHERE state = 'dead'").fetchall()
+                ids = [row[0] for row in dead]
             else:
                 ids = [
                     mail_id
@@ -434,16 +443,23 @@ class Store:
                 (received_at, evaluated_at),
             )
 
-    def set_blind(self, blind: bool, mail: NewMail, now: float) -> None:
-        """Flip the blind flag and queue the mail saying so, in one transaction."""
+    def set_blind(self, blind: bool, mail: NewMail, now: float) -> bool:
+        """Flip the blind flag and queue the mail saying so, in one transaction; False (and
+        nothing queued) when it was flipped already, by another replica."""
         with self._transaction() as db:
-            db.execute("UPDATE heartbeat SET blind = ? WHERE id = 1", (blind,))
+            flipped = db.execute(
+                "UPDATE heartbeat SET blind = ? WHERE id = 1 AND blind = ?",
+                (int(blind), int(not blind)),
+            ).rowcount
+            if flipped != 1:
+                return False
             db.execute(
                 "INSERT INTO mails (message_id, kind, subject, message, first_received_at,"
                 " created_at, next_attempt_at, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (mail.message_id, mail.kind, mail.subject, mail.message,
                  mail.first_received_at, now, now, mail.priority),
             )  # fmt: skip
+        return True
 
     def depth(self) -> dict[str, int]:
         """Queue depth: alerts in the buffer, held by the cooldown, mails waiting, dead."""
@@ -482,17 +498,44 @@ class Store:
             ):
                 db.execute(statement, (before,))
 
-    def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+    def _start_renewing(self) -> None:
+        """Shared stores: from the first claim on, renew this process's leases every third
+        of a lease, so a slow delivery keeps its mail and a dead process loses it."""
+        if not self.shared or self._renewing.is_set():
+            return
+        self._renewing.set()
+        threading.Thread(target=self._renew, name="lease-renewal", daemon=True).start()
+
+    def _renew(self) -> None:
+        while not self._stopped.wait(self.lease / 3):
+            try:
+                with self._transaction() as db:
+                    db.execute(
+                        f"UPDATE mails SET claimed_until = {self.NOW_SQL} + ?"
+                        " WHERE claimed_by = ? AND state = 'pending'",
+                        (self.lease, self.holder),
+                    )
+                    db.execute(
+                        f"UPDATE leases SET expires_at = {self.NOW_SQL} + ? WHERE holder = ?",
+                        (self.lease, self.holder),
+                    )
+            except StoreError:
+                pass  # the database is away: the leases run out, as they should
 
 
-def _migrate(db: sqlite3.Connection) -> None:
-    """Add the columns an older store lacks."""
-    for table, column, declaration in MIGRATIONS:
-        columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-        if column not in columns:
-            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
-    db.execute(HELD_INDEX)
+def _update_planned(db: Transaction, sql: str, parameters: tuple[Any, ...]) -> None:
+    if db.execute(sql, parameters).rowcount != 1:
+        raise PlanConflict(f"alert {parameters[-1]} was planned by another replica")
+
+
+def open_store(
+    store: Path | str, synchronous: str = "normal", lease: float = DEFAULT_LEASE_SECONDS
+) -> SqlStore:
+    """The store RELAY_STORE names: a `postgresql://` URL, else a SQLite file's path."""
+    if isinstance(store, str) and store.startswith(POSTGRES_SCHEMES):
+        from dockpulse_relay.store_postgres import PostgresStore  # psycopg2 only when used
+
+        return PostgresStore(store, lease)
+    from dockpulse_relay.store_sqlite import SqliteStore
+
+    return SqliteStore(Path(store), synchronous, lease)

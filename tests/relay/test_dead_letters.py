@@ -17,7 +17,7 @@ from dockpulse_relay.backends import OutboxBackend
 from dockpulse_relay.config import RelayConfig
 from dockpulse_relay.dispatch import Dispatcher
 from dockpulse_relay.metrics import RelayMetrics
-from dockpulse_relay.store import Store
+from dockpulse_relay.store import open_store
 from tests.helpers import value, wait_until
 from tests.relay.conftest import RELAY
 from tests.relay.payloads import alert, notification
@@ -47,7 +47,7 @@ def test_an_alert_that_cannot_be_composed_is_dead_lettered_alone(tmp_path, monke
 
     monkeypatch.setattr(dispatch, "compose", compose_or_fail)
     config = RelayConfig(store=tmp_path / "relay.db", outbox_dir=tmp_path / "outbox")
-    store = Store(config.store)
+    store = open_store(config.store)
     metrics = RelayMetrics(store.depth)
     dispatcher = Dispatcher(store, OutboxBackend(config.outbox_dir), config, metrics)
     body = notification(*(alert("ContainerDown", name) for name in ("web", "poison", "db")))
