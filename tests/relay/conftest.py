@@ -1,4 +1,9 @@
-"""The relay as a real subprocess on a free port, with its folder, outbox and store."""
+"""The relay as a real subprocess on a free port, with its folder, outbox and store.
+
+Tests that start relays with `start_relay` run once per store: SQLite (a file in the relay's
+folder) and PostgreSQL (a fresh database per relay folder, on one server per session), unless
+marked `sqlite_only` (what does not depend on the store, or pokes at the SQLite file itself).
+"""
 
 from __future__ import annotations
 
@@ -9,19 +14,23 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
+import psycopg2
 import pytest
 import requests
 from aiosmtpd.controller import Controller
 
 from tests.helpers import Samples, free_port, scrape, wait_until
 from tests.relay.smtp_support import Mailbox, make_certificate, smtp_server
+from tests.support.postgres import PostgresServer
 
 RELAY = Path(sys.executable).with_name("dockpulse-relay")
 TOKEN = "test-token"
+STORES = ["sqlite", "postgresql"]
 
 
 class RelayProcess:
@@ -113,15 +122,57 @@ class RelayProcess:
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "relay_store" in metafunc.fixturenames:
+        sqlite_only = metafunc.definition.get_closest_marker("sqlite_only") is not None
+        metafunc.parametrize("relay_store", ["sqlite"] if sqlite_only else STORES, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session's relay stores."""
+    with PostgresServer() as server:
+        yield server
+
+
+def create_database(server: PostgresServer) -> str:
+    """A fresh, empty database on `server`; its URL."""
+    name = f"relay_{uuid.uuid4().hex[:12]}"
+    connection = psycopg2.connect(server.url())
+    connection.autocommit = True  # CREATE DATABASE runs outside a transaction
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE {name}")
+    finally:
+        connection.close()
+    return server.url(name)
+
+
 @pytest.fixture
-def start_relay(tmp_path: Path) -> Iterator:
+def relay_store(request: pytest.FixtureRequest) -> Callable[[Path], str]:
+    """RELAY_STORE for a relay folder: its SQLite file, or its own PostgreSQL database."""
+    if request.param == "sqlite":
+        return lambda folder: str(folder / "relay.db")
+    server = request.getfixturevalue("postgres_server")
+    databases: dict[Path, str] = {}
+
+    def database(folder: Path) -> str:
+        if folder not in databases:
+            databases[folder] = create_database(server)
+        return databases[folder]
+
+    return database
+
+
+@pytest.fixture
+def start_relay(tmp_path: Path, relay_store: Callable[[Path], str]) -> Iterator:
     """`start_relay(**env)` starts a relay in its own folder; all are stopped afterwards."""
     started: list[RelayProcess] = []
 
     def start(folder: Path | None = None, **env: str) -> RelayProcess:
         where = folder or tmp_path / f"relay{len(started)}"
         where.mkdir(parents=True, exist_ok=True)
-        relay = RelayProcess(where, env)
+        relay = RelayProcess(where, {"RELAY_STORE": relay_store(where), **env})
         started.append(relay)
         return relay.start()
 

@@ -25,7 +25,7 @@ from tests.relay.smtp_support import Mailbox, smtp_env, smtp_server
 from tests.support.mail import read_outbox
 
 
-def cli(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(store: Path | str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(RELAY), "dead-letters", *args],
         env={**os.environ, "RELAY_STORE": str(store)},
@@ -115,7 +115,7 @@ def test_a_message_the_server_refuses_is_dead_lettered_and_the_next_flows(
     assert value(samples, "dockpulse_relay_dead_letters") == 1
     assert value(samples, "dockpulse_relay_backend_healthy", backend="smtp") == 1
 
-    store = relay.folder / "relay.db"
+    store = relay.env["RELAY_STORE"]
     listed = cli(store, "list")
     assert "SMTP 554" in listed.stdout and "ContainerDown (poison)" in listed.stdout
     assert cli(store, "requeue", "--all").stdout.startswith("re-queued 1")

@@ -7,8 +7,13 @@ import socket
 import time
 from contextlib import closing
 
+import pytest
+
 from tests.helpers import value, wait_until
 from tests.relay.payloads import alert, notification
+
+# Not store-sensitive (HTTP limits): the SQLite store only.
+pytestmark = pytest.mark.sqlite_only
 
 
 def connect(relay) -> socket.socket:

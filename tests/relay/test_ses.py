@@ -22,6 +22,9 @@ from moto.server import ThreadedMotoServer
 from tests.helpers import value, wait_for_samples, wait_until
 from tests.relay.payloads import alert, notification
 
+# Not store-sensitive (SES errors): the SQLite store only.
+pytestmark = pytest.mark.sqlite_only
+
 SENDER = "alerts@dockpulse.example"
 RECIPIENTS = "ops@dockpulse.example,oncall@dockpulse.example"
 SEND_PATH = "/v2/email/outbound-emails"

@@ -7,6 +7,8 @@ import json
 import sqlite3
 import time
 
+import pytest
+
 from tests.helpers import wait_until
 from tests.relay.payloads import alert
 
@@ -29,6 +31,9 @@ CREATE TABLE last_mailed (
     PRIMARY KEY (fingerprint, status)
 );
 """
+
+
+pytestmark = pytest.mark.sqlite_only  # the SQLite file of the previous release
 
 
 def test_a_previous_store_is_upgraded_and_its_alerts_and_mails_go_out(start_relay, tmp_path):

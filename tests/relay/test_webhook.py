@@ -6,6 +6,7 @@ import json
 import resource
 import sqlite3
 
+import pytest
 import requests
 
 from tests.helpers import value, wait_for_samples, wait_until
@@ -13,6 +14,7 @@ from tests.relay.conftest import text_of
 from tests.relay.payloads import alert, notification
 
 
+@pytest.mark.sqlite_only
 def test_refuses_what_is_not_an_authenticated_alertmanager_notification(start_relay) -> None:
     relay = start_relay(RELAY_MAX_BODY_BYTES="4096")
     good = notification(alert())
@@ -63,6 +65,7 @@ def test_a_redelivered_alert_is_mailed_once(start_relay) -> None:
     assert log[0]["container"] == "webapp"
 
 
+@pytest.mark.sqlite_only
 def test_the_mail_is_multipart_with_value_start_and_prometheus_link(start_relay) -> None:
     relay = start_relay(PROMETHEUS_URL="http://prometheus.example:9090")
     relay.post(notification(alert(value="97.5", runbook="docker start webapp")))
@@ -78,6 +81,7 @@ def test_the_mail_is_multipart_with_value_start_and_prometheus_link(start_relay)
     assert "<table" in html
 
 
+@pytest.mark.sqlite_only
 def test_answers_503_while_the_store_cannot_be_opened_then_recovers(start_relay, tmp_path) -> None:
     blocker = tmp_path / "blocked"
     blocker.write_text("a file where the store's folder should be")
@@ -91,6 +95,7 @@ def test_answers_503_while_the_store_cannot_be_opened_then_recovers(start_relay,
     assert wait_until(relay.mails)[0]["Subject"].startswith("[CRITICAL]")
 
 
+@pytest.mark.sqlite_only
 def test_a_full_disk_answers_5xx_and_stores_nothing_half(start_relay) -> None:
     """RLIMIT_FSIZE makes the relay's writes fail with EFBIG, like a full disk (even as root)."""
     relay = start_relay(BUFFER_TIMEOUT="1h")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -125,7 +125,10 @@ def cluster_peers(alertmanager: Service) -> int:
 
 
 def alertmanager_cluster(
-    stack: LocalStack, receiver_url: str, size: int = 2, flags: tuple[str, ...] = ()
+    stack: LocalStack,
+    receiver_url: str | Sequence[str],
+    size: int = 2,
+    flags: tuple[str, ...] = (),
 ) -> list[Service]:
     """`size` real Alertmanagers with the shipped config, each a peer of all others on
     127.0.0.1, notifying `receiver_url`; returned once every one sees them all."""

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from copy import deepcopy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,19 +129,27 @@ def query(prometheus_url: str, promql: str) -> list[dict[str, Any]]:
 
 
 def alertmanager_config(
-    relay_url: str, token_file: Path, smtp_port: int | None = None, **caps: str
+    relay_url: str | Sequence[str], token_file: Path, smtp_port: int | None = None, **caps: str
 ) -> dict[str, Any]:
-    """The repository's alertmanager.yml, posting to `relay_url` with the token in `token_file`.
+    """The repository's alertmanager.yml, posting to `relay_url` with the token in `token_file`
+    (several relay replicas: each webhook once per replica, every notification to all).
 
     `caps` (group_wait=, group_interval=) shorten every route's setting that is longer (tests:
     warnings need not wait 30 s, a resolved notification not 15 s). `smtp_port`: Alertmanager's
     own e-mail (the direct-email receiver) goes to a plain SMTP server on 127.0.0.1 there.
     """
     config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    relay_urls = [relay_url] if isinstance(relay_url, str) else list(relay_url)
     for receiver in config["receivers"]:
+        webhooks = []
         for webhook in receiver.get("webhook_configs", []):
-            webhook["url"] = relay_url + urlsplit(webhook["url"]).path  # /webhook, /heartbeat
-            webhook["http_config"]["authorization"]["credentials_file"] = str(token_file)
+            for url in relay_urls:
+                copy = deepcopy(webhook)
+                copy["url"] = url + urlsplit(webhook["url"]).path  # /webhook, /heartbeat
+                copy["http_config"]["authorization"]["credentials_file"] = str(token_file)
+                webhooks.append(copy)
+        if webhooks:
+            receiver["webhook_configs"] = webhooks
         for mail in receiver.get("email_configs", []) if smtp_port else []:
             mail.update(smarthost=f"127.0.0.1:{smtp_port}", require_tls=False)
             mail.pop("auth_username", None)
@@ -306,7 +315,7 @@ class LocalStack:
 
     def alertmanager(
         self,
-        relay_url: str,
+        relay_url: str | Sequence[str],
         name: str = "alertmanager",
         cluster_port: int | None = None,
         peers: Sequence[int] = (),
