@@ -6,7 +6,7 @@ replicas sharing one database, two Alertmanager peers gossiping, each posting ev
 to both replicas (the shipped receivers, one webhook per replica), and an aiosmtpd server with
 STARTTLS and login taking the mail (a little slowly, so mails are in flight) and counting every
 copy. A burst of critical alerts goes to both peers' API, as Prometheus sends them; mid-burst
-one replica is killed (kill -9) while it holds a claimed mail, and halfway one peer is stopped.
+the first replica seen holding a claimed mail is killed (kill -9), and halfway one peer is stopped.
 """
 
 from __future__ import annotations
@@ -122,14 +122,15 @@ def post_alerts(peers: list, alerts: list[dict[str, object]]) -> None:
                 requests.post(f"{peer.url}/api/v2/alerts", json=alerts, timeout=5)
 
 
-def held_by(url: str, relay: Relay) -> list[int]:
-    """Mails the replica `relay` has claimed and not finished."""
-    rows = query(
-        url,
-        "SELECT id FROM mails WHERE state = 'pending' AND claimed_by LIKE %s",
-        f"%:{relay.process.pid}:%",
-    )
-    return [row[0] for row in rows]
+def holding(url: str, replicas: list[Relay]) -> tuple[Relay, list[int]] | None:
+    """A replica that holds claimed mails it has not finished, and those mails."""
+    rows = query(url, "SELECT id, claimed_by FROM mails WHERE state = 'pending'"
+                 " AND claimed_by IS NOT NULL")  # fmt: skip
+    for replica in replicas:
+        held = [row[0] for row in rows if f":{replica.process.pid}:" in row[1]]
+        if held:
+            return replica, held
+    return None
 
 
 def relay_failover(
@@ -163,14 +164,13 @@ def relay_failover(
             )
             starts_at = datetime.now(UTC).isoformat()
             alerts = [burst_alert(number, starts_at) for number in range(incidents)]
-            victim = replicas[0]
             claimed: list[int] = []
             killed_at = 0.0
             started = time.time()
             for first in range(0, incidents, batch):
                 post_alerts(peers, alerts[first : first + batch])
                 if not killed_at and first >= incidents // 4:
-                    claimed = wait_until(lambda: held_by(database, victim), 30, 0.005)
+                    victim, claimed = wait_until(lambda: holding(database, replicas), 30, 0.005)
                     victim.process.kill()  # kill -9 while it holds mail
                     killed_at = time.time()
                     victim.process.wait()
