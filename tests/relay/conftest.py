@@ -2,7 +2,8 @@
 
 Tests that start relays with `start_relay` run once per store: SQLite (a file in the relay's
 folder) and PostgreSQL (a fresh database per relay folder, on one server per session), unless
-marked `sqlite_only` (what does not depend on the store, or pokes at the SQLite file itself).
+marked `sqlite_only` (what does not depend on the store, or pokes at the SQLite file itself) or
+`postgresql_only` (replicas sharing one database).
 """
 
 from __future__ import annotations
@@ -124,8 +125,13 @@ class RelayProcess:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "relay_store" in metafunc.fixturenames:
-        sqlite_only = metafunc.definition.get_closest_marker("sqlite_only") is not None
-        metafunc.parametrize("relay_store", ["sqlite"] if sqlite_only else STORES, indirect=True)
+        marked = {mark.name for mark in metafunc.definition.iter_markers()}
+        stores = [
+            store
+            for store in STORES
+            if f"{store}_only" in marked or not marked & {"sqlite_only", "postgresql_only"}
+        ]
+        metafunc.parametrize("relay_store", stores, indirect=True)
 
 
 @pytest.fixture(scope="session")
