@@ -18,7 +18,7 @@ from dockpulse_relay.config import DEFAULT_LISTEN_ADDRESS, RelayConfig, load_con
 from dockpulse_relay.dispatch import Dispatcher
 from dockpulse_relay.http import Webhook, make_server
 from dockpulse_relay.metrics import RelayMetrics
-from dockpulse_relay.store import StoreError, open_store
+from dockpulse_relay.store import StoreError, describe_store, open_store
 
 PROGRAM = "dockpulse-relay"
 SWITCH_INTERVAL_SECONDS = 0.001
@@ -65,7 +65,8 @@ def dead_letters(argv: list[str]) -> int:
             for letter in letters:
                 when = datetime.fromtimestamp(letter.created_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                 print(f"{letter.id}\t{letter.kind}\t{when}\t{letter.error}\t{letter.subject}")
-            print(f"{len(letters)} dead letter(s) in {config.store}", file=sys.stderr)
+            where = describe_store(config.store)
+            print(f"{len(letters)} dead letter(s) in {where}", file=sys.stderr)
             return 0
         count = store.requeue(None if args.all else [args.id], time.time())
     except StoreError as exc:
@@ -74,7 +75,8 @@ def dead_letters(argv: list[str]) -> int:
     finally:
         store.close()
     if not args.all and count == 0:
-        print(f"{PROGRAM}: id: no dead letter {args.id} in {config.store}", file=sys.stderr)
+        where = describe_store(config.store)
+        print(f"{PROGRAM}: id: no dead letter {args.id} in {where}", file=sys.stderr)
         return 2
     print(f"re-queued {count} dead letter(s); the running relay sends them on its next pass")
     return 0
@@ -157,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         "listening on %s:%d, store %s, mail backend %s",
         relay.host,
         relay.port,
-        config.store,
+        describe_store(config.store),
         config.mail_backend,
     )
     relay.serve_forever()

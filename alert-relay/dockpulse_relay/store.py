@@ -25,6 +25,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from dockpulse_relay.alerts import Alert
 
@@ -526,6 +527,16 @@ class SqlStore:
 def _update_planned(db: Transaction, sql: str, parameters: tuple[Any, ...]) -> None:
     if db.execute(sql, parameters).rowcount != 1:
         raise PlanConflict(f"alert {parameters[-1]} was planned by another replica")
+
+
+def describe_store(store: Path | str) -> str:
+    """RELAY_STORE for logs and messages: a URL without its password."""
+    if isinstance(store, str) and store.startswith(POSTGRES_SCHEMES):
+        parts = urlsplit(store)
+        if parts.password is not None:
+            host = parts.netloc.rpartition("@")[2]
+            return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    return str(store)
 
 
 def open_store(

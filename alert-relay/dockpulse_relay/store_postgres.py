@@ -77,6 +77,7 @@ CREATE TABLE IF NOT EXISTS leases (
 SCHEMA_LOCK = 0x646F636B  # advisory lock: replicas starting together create the schema once
 MAX_CONNECTIONS = 8
 CONNECT_TIMEOUT_SECONDS = 5
+STATEMENT_TIMEOUT_MS = 10_000
 
 
 class _Cursor:
@@ -116,6 +117,8 @@ class PostgresStore(SqlStore):
             keepalives_idle=10,
             keepalives_interval=5,
             keepalives_count=3,
+            # A stalled server costs a webhook or a lane seconds, not forever.
+            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
         )
         if not self._schema_ready:
             with connection, connection.cursor() as cursor:

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from dockpulse_relay.store import describe_store
 from tests.helpers import value, wait_until
 from tests.relay.conftest import create_database, text_of
 from tests.relay.payloads import alert, notification
@@ -80,3 +81,9 @@ def test_the_database_away_is_a_503_and_nothing_is_lost(start_relay) -> None:
         )
         wait_until(lambda: "during" in mailed(relay))
         assert mailed(relay) == Counter({"before": 1, "during": 1})
+
+
+def test_logs_and_messages_never_show_the_database_password() -> None:
+    url = "postgresql://relay:s3cret@db.lan:5432/relay?sslmode=require"
+    assert describe_store(url) == "postgresql://relay:***@db.lan:5432/relay?sslmode=require"
+    assert describe_store("postgresql://relay@db.lan/relay") == "postgresql://relay@db.lan/relay"
