@@ -266,7 +266,10 @@ class SqlStore:
         its alerts attached, so `dead-letters requeue` can plan them again. PlanConflict (all
         rolled back) when an alert is no longer buffered or held: another replica planned it.
         """
+        planned = {alert_id for mail in mails for alert_id in mail.alert_ids}
+        planned |= set(suppressed) | set(held or {})
         with self._transaction() as db:
+            self._lock_planned(db, planned)
             for mail in mails:
                 (mail_id,) = db.execute(
                     "INSERT INTO mails (message_id, kind, subject, message, first_received_at,"
@@ -277,10 +280,9 @@ class SqlStore:
                      "dead" if mail.error else "pending", mail.error),
                 ).fetchone()  # fmt: skip
                 for alert_id in mail.alert_ids:
-                    _update_planned(
-                        db,
+                    db.execute(
                         "UPDATE alerts SET state = 'mailed', mail_id = ?, due_at = NULL"
-                        " WHERE id = ? AND state IN ('buffered', 'held')",
+                        " WHERE id = ?",
                         (mail_id, alert_id),
                     )
                 for fingerprint, status, summary in mail.cooldown:
@@ -292,19 +294,26 @@ class SqlStore:
                         (fingerprint, now, status, int(summary)),
                     )
             for alert_id in suppressed:
-                _update_planned(
-                    db,
-                    "UPDATE alerts SET state = 'suppressed'"
-                    " WHERE id = ? AND state IN ('buffered', 'held')",
-                    (alert_id,),
-                )
+                db.execute("UPDATE alerts SET state = 'suppressed' WHERE id = ?", (alert_id,))
             for alert_id, due_at in (held or {}).items():
-                _update_planned(
-                    db,
-                    "UPDATE alerts SET state = 'held', due_at = ?"
-                    " WHERE id = ? AND state IN ('buffered', 'held')",
-                    (due_at, alert_id),
+                db.execute(
+                    "UPDATE alerts SET state = 'held', due_at = ? WHERE id = ?", (due_at, alert_id)
                 )
+
+    def _lock_planned(self, db: Transaction, alert_ids: set[int]) -> None:
+        """Lock the alerts a plan turns into mails; PlanConflict unless every one is still
+        buffered or held (another replica planned it, or is committing its plan now)."""
+        if not alert_ids:
+            return
+        marks = ", ".join("?" * len(alert_ids))
+        found = db.execute(
+            f"SELECT id FROM alerts WHERE id IN ({marks}) AND state IN ('buffered', 'held')"
+            f" {self.LOCK_ROWS}",
+            list(alert_ids),
+        ).fetchall()
+        if len(found) != len(alert_ids):
+            missing = sorted(alert_ids - {row[0] for row in found})
+            raise PlanConflict(f"alerts {missing[:5]} were planned by another replica")
 
     def add_mail(self, mail: NewMail, now: float) -> None:
         """Queue a mail that carries no alert (the relay's own: monitoring blind/back)."""
@@ -522,11 +531,6 @@ class SqlStore:
                     )
             except StoreError:
                 pass  # the database is away: the leases run out, as they should
-
-
-def _update_planned(db: Transaction, sql: str, parameters: tuple[Any, ...]) -> None:
-    if db.execute(sql, parameters).rowcount != 1:
-        raise PlanConflict(f"alert {parameters[-1]} was planned by another replica")
 
 
 def describe_store(store: Path | str) -> str:
