@@ -67,8 +67,8 @@ def start_containers(engine: Engine, image: str, count: int, run_id: str) -> Non
 def remove_containers(engine: Engine, run_id: str) -> None:
     with closing(engine.client(timeout=600)) as client:
         containers = client.containers.list(all=True, filters={"label": f"{BENCH_LABEL}={run_id}"})
-        with ThreadPoolExecutor(max_workers=6) as pool:
-            list(pool.map(lambda c: c.remove(force=True), containers))
+        for container in containers:  # one at a time: parallel removals stalled dockerd here
+            container.remove(force=True)
 
 
 def time_cycle(engine: Engine, count: int, repeats: int) -> dict[str, float]:
