@@ -8,7 +8,6 @@ is byte-for-byte what `prometheus_client.generate_latest` writes for the same fa
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from math import copysign
@@ -120,6 +119,5 @@ def render_families(families: Iterable[Family], lines: LineCache | None = None) 
     lines = lines or LineCache()
     for family in families:
         family.render(out, lines)
-        time.sleep(0)  # let a waiting scrape thread have the GIL between families
     lines.turn()
     return b"".join(out)

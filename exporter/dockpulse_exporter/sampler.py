@@ -17,7 +17,6 @@ from dockpulse_exporter.stats_api import StatsApiReader
 log = logging.getLogger(__name__)
 
 EVENT_SETTLE_SECONDS = 0.5
-YIELD_EVERY = 50  # containers read between two GIL hand-overs
 
 
 class Sampler:
@@ -127,9 +126,7 @@ class Sampler:
     def _read_usage(self, running: list[Container]) -> tuple[dict[str, Usage | None], int]:
         usages: dict[str, Usage | None] = {}
         unreadable: list[Container] = []
-        for index, container in enumerate(running):
-            if index % YIELD_EVERY == YIELD_EVERY - 1:
-                time.sleep(0)  # let a waiting scrape thread have the GIL
+        for container in running:
             usage = self.cgroups.read(container)
             if usage is None:
                 unreadable.append(container)
