@@ -265,6 +265,7 @@ def test_stats_api_fallback_is_counted_and_logged_once(
         lambda s: value(s, "container_memory_usage_bytes", name=sleeper.name) is not None,
     )
     assert value(samples, "dockpulse_stats_api_containers") >= 1
+    assert value(samples, "container_memory_max_usage_bytes", name=sleeper.name) > 0
     time.sleep(1.5)  # several refreshes at 300 ms
     lines = [line for line in exporter.service.log.read_text().splitlines() if sleeper.name in line]
     assert len(lines) == 1 and "stats API" in lines[0]
