@@ -427,12 +427,12 @@ def flapping(work: Path, scale: Scale) -> Row:
         stays_down = time.time()
         outbox = relay.folder / "outbox"
         wait_for(
-            lambda: "DOWN NOW" in (outbox_mails(outbox) or [Received(0, "", "")])[-1].text,
+            lambda: ", down now;" in (outbox_mails(outbox) or [Received(0, "", "")])[-1].text,
             scale.cooldown + 30,
         )
         mails = outbox_mails(outbox)
     last = mails[-1] if mails else None
-    told = last is not None and "DOWN NOW" in last.text
+    told = last is not None and ", down now;" in last.text
     note = (
         f"{len(mails)} mails; last says down now {last.at - stays_down:.1f}s after it "
         f"stayed down (cooldown {scale.cooldown:.0f}s)"
