@@ -233,7 +233,7 @@ def _text(title: str, parts: list[Section], prometheus_url: str) -> str:
         lines += [f"{name + ':':<13}{text}" for name, text in _facts(section, prometheus_url)]
         if section.links is not None:
             alert = link_ready(section.entry.alert)
-            lines += what_to_do_text(alert, section.links, section.chart).splitlines()
+            lines += ["", *what_to_do_text(alert, section.links, section.chart).splitlines()]
         lines.append("")
     lines.append("-- dockpulse-relay")
     return "\n".join(lines) + "\n"

@@ -7,12 +7,10 @@ and never answers, and a port nobody listens on.
 
 from __future__ import annotations
 
-import base64
 import email
 import email.policy
 import io
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -29,9 +27,9 @@ from dockpulse_relay.alerts import Alert
 from dockpulse_relay.chart import ChartQuery, alert_chart, alert_charts, split_condition, unit_of
 from dockpulse_relay.links import alert_links
 from dockpulse_relay.mail_parts import ChartImage, embed_charts, what_to_do_html, what_to_do_text
-from dockpulse_stack.host_packages import ensure_debian_packages
 from tests.helpers import free_port
-from tests.support.local_stack import LocalStack, Service, binary
+from tests.support.local_stack import LocalStack, Service
+from tests.support.mail_view import chromium, find_image, html_with_inline_images
 from tests.support.prometheus_history import prometheus_with_history
 
 REPO = Path(__file__).resolve().parents[2]
@@ -265,33 +263,6 @@ def test_an_expression_without_comparison_is_drawn_as_it_is(prometheus: Service)
 
 # --- the chart in a mail, as a person sees it: headless Chromium ---------------------------
 
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--force-color-profile=srgb",
-    "--hide-scrollbars",
-]
-
-
-def chromium(tmp_path: Path, *args: str) -> str:
-    """Run headless Chromium (Debian `chromium`, installed when missing) with its own profile;
-    its stdout."""
-    ensure_debian_packages({"chromium": "chromium"})
-    result = subprocess.run(
-        [binary("chromium"), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
-
 
 def composed_mail(alert: Alert, chart_image: ChartImage) -> EmailMessage:
     """A text + HTML mail with the "what to do" sections and the chart, as message.py will."""
@@ -310,36 +281,6 @@ def composed_mail(alert: Alert, chart_image: ChartImage) -> EmailMessage:
     )
     embed_charts(message, [chart_image])
     return message
-
-
-def html_with_inline_images(message: EmailMessage) -> str:
-    """The HTML part with every `cid:` reference replaced by its related part (a data: URI),
-    which is what a mail client does."""
-    html_part = message.get_body(preferencelist=("html",))
-    assert html_part is not None
-    text = html_part.get_content()
-    related = message.get_body(preferencelist=("related",))
-    assert related is not None, "the HTML part is not multipart/related"
-    for part in related.iter_parts():
-        if part.get_content_maintype() == "image":
-            cid = part["Content-ID"].strip("<>")
-            data = base64.b64encode(part.get_content()).decode()
-            text = text.replace(f"cid:{cid}", f"data:{part.get_content_type()};base64,{data}")
-    return text
-
-
-def find_image(screenshot: Image.Image, picture: Image.Image) -> tuple[int, int] | None:
-    """Where `picture` appears pixel for pixel in `screenshot` (by its middle row), or None."""
-    row = picture.height // 2
-    needle = picture.crop((0, row, picture.width, row + 1)).tobytes()
-    for y in range(screenshot.height):
-        line = screenshot.crop((0, y, screenshot.width, y + 1)).tobytes()
-        x = line.find(needle)
-        while x != -1 and x % 3:
-            x = line.find(needle, x + 1)
-        if x != -1:
-            return x // 3, y - row
-    return None
 
 
 def test_the_chart_in_the_mail_is_visible_in_a_browser(prometheus: Service, tmp_path: Path) -> None:
