@@ -197,14 +197,21 @@ class Dispatcher:
         newly_held = [alert_id for alert_id in plan.held if alert_id not in already_held]
         if not plan.mails and not plan.suppressed and not newly_held:
             return
-        charts = self._charts(plan.mails)  # before the store is written: no transaction held
-        mails = [
-            mail
-            for item, item_charts in zip(plan.mails, charts, strict=True)
-            for mail in self._compose(item, now, item_charts)
-        ]
+        # Graphs are fetched before the store is written (no transaction held meanwhile), all
+        # of this pass's within one budget; critical mails are queued before the others' graphs
+        # are fetched, so a digest's graphs never delay them.
+        deadline = time.monotonic() + config.chart_budget
+        urgent = [item for item in plan.mails if item.priority <= URGENT.priorities[1]]
+        others = [item for item in plan.mails if item.priority > URGENT.priorities[1]]
         suppressed = [alert_id for ids in plan.suppressed.values() for alert_id in ids]
+        mails = self._compose_all(urgent, now, deadline)
         self.store.enqueue(mails, suppressed, now, plan.held)
+        if mails:
+            self._wake_lanes(URGENT)
+        if others:  # a crash before this commit leaves their alerts buffered: planned again
+            later = self._compose_all(others, now, deadline)
+            self.store.enqueue(later, [], now)
+            mails += later
         for reason, ids in plan.suppressed.items():
             self.metrics.suppressed.labels(reason).inc(len(ids))
         self.metrics.held.inc(len(newly_held))
@@ -216,12 +223,19 @@ class Dispatcher:
                 log.info("queued %s mail %s: %s", mail.kind, mail.message_id, mail.subject)
         self._wake_lanes()
 
-    def _charts(self, plans: list[MailPlan]) -> list[list[Chart | None]]:
-        """Each firing alert's chart (None for the others), critical mails' first, all of one
-        planning pass within one `chart_budget`: Prometheus slow or down delays the pass's
-        mails by that at most, and is a reason in the mail. Never an error."""
+    def _compose_all(self, plans: list[MailPlan], now: float, deadline: float) -> list[NewMail]:
+        charts = self._charts(plans, deadline)
+        return [
+            mail
+            for item, item_charts in zip(plans, charts, strict=True)
+            for mail in self._compose(item, now, item_charts)
+        ]
+
+    def _charts(self, plans: list[MailPlan], deadline: float) -> list[list[Chart | None]]:
+        """Each firing alert's chart (None for the others), all by `deadline` (monotonic):
+        Prometheus slow or down delays the mails by the budget at most, and is a reason in
+        the mail. Never an error."""
         config = self.config
-        deadline = time.monotonic() + config.chart_budget
         found: list[list[Chart | None]] = []
         for plan in plans:
             charts: list[Chart | None] = [None] * len(plan.entries)
