@@ -679,7 +679,7 @@ def disk_full(work: Path, scale: Scale) -> Row:
             for item in alerts[:10]:
                 post_until_stored(relay.url, webhook(item), deadline)
             filler = fs / "filler"
-            with filler.open("wb") as fill, contextlib.suppress(OSError):
+            with contextlib.suppress(OSError), filler.open("wb") as fill:  # close may fail too
                 while True:
                     fill.write(b"\0" * 65536)
                     fill.flush()
