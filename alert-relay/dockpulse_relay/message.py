@@ -5,6 +5,10 @@ is cleaned before it reaches the message: header values lose CR/LF and every oth
 character (no header injection, no folding tricks) and are bounded in length; body text keeps
 line breaks but no other control characters; HTML is escaped; lone surrogates (valid JSON,
 not encodable) become U+FFFD.
+
+A firing alert's section also has its graph (inline `cid:` and attached; or the one-line reason
+there is none) and "what to do": runbook, silence links (only to an http(s) `externalURL`),
+Prometheus graph and Grafana dashboard links. Resolved alerts keep the plain facts.
 """
 
 from __future__ import annotations
