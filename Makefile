@@ -7,7 +7,7 @@ TARGET ?= http://127.0.0.1:8000
 DURATION ?= 4m
 WORKERS ?= 0
 
-.PHONY: install test lint bench-exporter bench-relay bench-chaos images demo down stress stress-local webapp-image bench-time-to-detect
+.PHONY: install test lint bench-exporter bench-relay bench-chaos bench-mail-chart images demo down stress stress-local webapp-image bench-time-to-detect
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,6 +36,10 @@ bench-relay: install
 # Failure scenarios of the alert path (root: the disk-full one mounts a small tmpfs).
 bench-chaos: install
 	$(PY) -m bench.chaos
+
+# A critical mail with and without its graph, webhook in -> mail in the outbox (p50/p99).
+bench-mail-chart: install
+	$(PY) -m bench.mail_chart --mails 50
 
 # The whole stack on this machine (Docker engine, images, docker-compose); Ctrl-C leaves it up.
 demo: install

@@ -65,10 +65,10 @@ def start_containers(engine: Engine, image: str, count: int, run_id: str) -> Non
 
 
 def remove_containers(engine: Engine, run_id: str) -> None:
-    with closing(engine.client(timeout=120)) as client:
+    with closing(engine.client(timeout=600)) as client:
         containers = client.containers.list(all=True, filters={"label": f"{BENCH_LABEL}={run_id}"})
-        with ThreadPoolExecutor(max_workers=6) as pool:
-            list(pool.map(lambda c: c.remove(force=True), containers))
+        for container in containers:  # one at a time: parallel removals stalled dockerd here
+            container.remove(force=True)
 
 
 def time_cycle(engine: Engine, count: int, repeats: int) -> dict[str, float]:
@@ -262,23 +262,27 @@ def main() -> None:
         print(f"docker stats --no-stream: {docker_stats:.2f} s (median of 2)", flush=True)
         print(f"exporter process over {args.duration:.0f}s, 5 s refresh, gzip scrapes every 5 s")
         process = measure_exporter_process(engine, args.containers, args.duration, args.scrapes)
+        cycle_s = cycle["cycle"] / 1000
+        print(
+            f"containers={args.containers} cycle_ms={cycle['cycle']:.1f} "
+            f"read_ms={cycle['read']:.1f} render_ms={cycle['render']:.1f} "
+            f"gzip_ms={cycle['compress']:.1f} self_metric_cycle_ms={process['self_cycle_ms']:.1f} "
+            f"stats_api_s={stats_api:.2f} x_vs_stats_api={stats_api / cycle_s:.0f} "
+            f"docker_stats_s={docker_stats:.2f} x_vs_docker_stats={docker_stats / cycle_s:.0f} "
+            f"scrape_5s_p50_ms={process['periodic_p50_ms']:.1f} "
+            f"scrape_5s_max_ms={process['periodic_max_ms']:.1f} "
+            f"scrape_p50_ms={process['scrape_p50_ms']:.1f} "
+            f"scrape_p99_ms={process['scrape_p99_ms']:.1f} "
+            f"cpu_percent={process['cpu_percent']:.2f} rss_mb={process['rss_mb']:.1f} "
+            f"exposition_kb={process['exposition_kb']:.0f} gzip_kb={process['gzip_kb']:.0f}",
+            flush=True,
+        )
     finally:
-        remove_containers(engine, run_id)
+        try:
+            remove_containers(engine, run_id)
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            print(f"cleanup: {exc} (the engine is stopped anyway)", flush=True)
         engine.stop()
-    cycle_s = cycle["cycle"] / 1000
-    print(
-        f"containers={args.containers} cycle_ms={cycle['cycle']:.1f} "
-        f"read_ms={cycle['read']:.1f} render_ms={cycle['render']:.1f} "
-        f"gzip_ms={cycle['compress']:.1f} self_metric_cycle_ms={process['self_cycle_ms']:.1f} "
-        f"stats_api_s={stats_api:.2f} x_vs_stats_api={stats_api / cycle_s:.0f} "
-        f"docker_stats_s={docker_stats:.2f} x_vs_docker_stats={docker_stats / cycle_s:.0f} "
-        f"scrape_5s_p50_ms={process['periodic_p50_ms']:.1f} "
-        f"scrape_5s_max_ms={process['periodic_max_ms']:.1f} "
-        f"scrape_p50_ms={process['scrape_p50_ms']:.1f} "
-        f"scrape_p99_ms={process['scrape_p99_ms']:.1f} "
-        f"cpu_percent={process['cpu_percent']:.2f} rss_mb={process['rss_mb']:.1f} "
-        f"exposition_kb={process['exposition_kb']:.0f} gzip_kb={process['gzip_kb']:.0f}"
-    )
 
 
 if __name__ == "__main__":

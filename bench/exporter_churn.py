@@ -83,8 +83,10 @@ def main() -> None:
                 wave = list(pool.map(run, range(wave_start, wave_start + count)))
                 ids = {c.id for c in wave}
                 wait_for(lambda ids=ids: ids <= series_container_ids(url))
-                list(pool.map(lambda c: c.stop(timeout=1), wave[: count // 2]))
-                list(pool.map(lambda c: c.remove(force=True), wave))
+                for container in wave[: count // 2]:
+                    container.stop(timeout=1)
+                for container in wave:  # one at a time: parallel removals stalled dockerd
+                    container.remove(force=True)
                 removed |= ids
                 wait_for(lambda ids=ids: not (ids & series_container_ids(url)))
                 fds = len(os.listdir(f"/proc/{pid}/fd"))

@@ -1,32 +1,31 @@
-"""Added latency of the graph in an alert mail: building a critical mail with and without it.
+"""Added latency of the graph in a critical alert mail, end to end: webhook in -> mail in outbox.
 
-Starts a real Prometheus holding an hour of history for 20 containers (backfilled by promtool;
-or uses `--prometheus-url`), then builds the same critical mail `--mails` times side by side:
-without the chart (text + HTML with the "what to do" section) and with it (query_range, PNG,
-inline and attached). Prints p50/p99 of both and of the difference, then the cost when
-Prometheus is down (connection refused) and when it never answers (the budget).
+Starts a real Prometheus holding an hour of history for 20 containers (backfilled by promtool)
+and two `dockpulse-relay` processes (outbox backend, shipped CHART_BUDGET), side by side: one
+whose PROMETHEUS_URL is that Prometheus (the mail carries the graph) and one whose Prometheus
+is down (connection refused: the mail says why there is no graph). The same critical alert
+(a new one each time) is posted to both, interleaved, `--mails` times; the latency is from the
+POST to the .eml file's write time. Prints p50/p99 of both and of the difference, then a few
+mails through a relay whose Prometheus accepts and never answers (the budget caps the wait).
 
-    .venv/bin/python bench/mail_chart.py [--mails 50] [--budget 2] [--prometheus-url URL]
+    .venv/bin/python -m bench.mail_chart [--mails 50] [--budget 2s]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import socket
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
-from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import quote
 
-from dockpulse_relay.alerts import Alert
-from dockpulse_relay.chart import Chart, alert_chart
-from dockpulse_relay.links import alert_links
-from dockpulse_relay.mail_parts import ChartImage, embed_charts, what_to_do_html, what_to_do_text
+import requests
+
 from tests.helpers import free_port
-from tests.support.local_stack import LocalStack
+from tests.support.local_stack import LocalStack, Relay
 from tests.support.prometheus_history import prometheus_with_history
 
 EXPR = (
@@ -50,39 +49,55 @@ def history(now: float) -> dict[str, list[tuple[float, float]]]:
     return series
 
 
-def critical_alert(now: float) -> Alert:
+def webhook(index: int, external_url: str) -> bytes:
+    """Alertmanager's notification of a new critical ContainerHighMemory alert (the `bench`
+    label makes each one new: no deduplication, no cooldown)."""
+    name = f"app-{index % CONTAINERS}"
     labels = {
         "alertname": "ContainerHighMemory",
         "severity": "critical",
         "instance": "host1:9487",
-        "name": "app-7",
+        "name": name,
+        "bench": str(index),
     }
-    return Alert(
-        fingerprint="bench",
-        status="firing",
-        starts_at=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now - 900)),
-        ends_at="",
-        alertname="ContainerHighMemory",
-        severity="critical",
-        container="app-7",
-        labels=labels,
-        annotations={"runbook": "docker stats app-7", "summary": "app-7 uses much memory"},
-        generator_url=f"http://prometheus:9090/graph?g0.expr={quote(EXPR)}&g0.tab=1",
+    alert = {
+        "status": "firing",
+        "labels": labels,
+        "annotations": {"runbook": f"docker stats {name}", "summary": f"{name} uses much memory"},
+        "startsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 900)),
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": f"http://prometheus:9090/graph?g0.expr={quote(EXPR)}&g0.tab=1",
+    }
+    body = {
+        "version": "4",
+        "status": "firing",
+        "receiver": "critical",
+        "externalURL": external_url,
+        "alerts": [alert],
+    }
+    return json.dumps(body).encode()
+
+
+def mail_latency(relay: Relay, token: str, index: int) -> tuple[float, bytes]:
+    """Seconds from posting the alert to its mail being written; the mail."""
+    before = set(relay.outbox.glob("*.eml")) if relay.outbox.is_dir() else set()
+    posted = time.time()
+    answer = requests.post(
+        f"{relay.url}/webhook",
+        data=webhook(index, "http://127.0.0.1:9093"),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        timeout=10,
     )
-
-
-def build_mail(alert: Alert, prometheus_url: str, chart: Callable[[], Chart] | None) -> bytes:
-    links = alert_links(alert, "http://alertmanager:9093", prometheus_url)
-    image = ChartImage.of(chart()) if chart else None
-    message = EmailMessage()
-    message["Subject"] = f"[CRITICAL] 1 alert: {alert.alertname} ({alert.container})"
-    message.set_content("Alert: ContainerHighMemory\n" + what_to_do_text(alert, links, image))
-    section = what_to_do_html(alert, links, image)
-    html = f"<html><body><h2>{alert.alertname}</h2>{section}</body></html>"
-    message.add_alternative(html, subtype="html")
-    if image is not None:
-        embed_charts(message, [image])
-    return message.as_bytes()
+    answer.raise_for_status()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        new = set(relay.outbox.glob("*.eml")) - before if relay.outbox.is_dir() else set()
+        if new:
+            (path,) = new
+            time.sleep(0.01)  # let the backend finish writing it
+            return path.stat().st_mtime - posted, path.read_bytes()
+        time.sleep(0.002)
+    raise SystemExit(f"no mail from {relay.name} within 30 s: see {relay.log}")
 
 
 def percentiles(samples: list[float]) -> str:
@@ -90,62 +105,50 @@ def percentiles(samples: list[float]) -> str:
     return f"p50 {cuts[49] * 1000:7.1f} ms   p99 {cuts[98] * 1000:7.1f} ms"
 
 
-def timed(action: Callable[[], object]) -> float:
-    began = time.perf_counter()
-    action()
-    return time.perf_counter() - began
-
-
-def run(prometheus_url: str, mails: int, budget: float, window: float) -> None:
-    now = time.time()
-    alert = critical_alert(now)
-
-    def chart() -> Chart:
-        return alert_chart(prometheus_url, alert, window=window, budget=budget)
-
-    cold = time.perf_counter()
-    first = chart()
-    cold = time.perf_counter() - cold
-    if first.png is None:
-        raise SystemExit(f"no chart from {prometheus_url}: {first.reason}")
-    plain, with_chart = [], []
-    for _ in range(mails):  # interleaved: both see the same machine load
-        plain.append(timed(lambda: build_mail(alert, prometheus_url, None)))
-        with_chart.append(timed(lambda: build_mail(alert, prometheus_url, chart)))
-    added = [b - a for a, b in zip(plain, with_chart, strict=True)]
-    size = len(build_mail(alert, prometheus_url, chart)) - len(
-        build_mail(alert, prometheus_url, None)
-    )
+def run(stack: LocalStack, prometheus_url: str, mails: int, budget: str) -> None:
+    down_url = f"http://127.0.0.1:{free_port()}"
+    settings = {"CHART_BUDGET": budget, "ALERT_COOLDOWN": "1s"}
+    with_graph = stack.relay("relay-graph", PROMETHEUS_URL=prometheus_url, **settings)
+    no_graph = stack.relay("relay-down", PROMETHEUS_URL=down_url, **settings)
+    for relay in (with_graph, no_graph):  # warm up: imports, first chart, connections
+        mail_latency(relay, stack.token, 10_000)
+    graph, down, sizes = [], [], []
+    for index in range(mails):  # interleaved: both see the same machine load
+        seconds, mail = mail_latency(with_graph, stack.token, index)
+        graph.append(seconds)
+        if b"image/png" not in mail:
+            raise SystemExit(f"mail {index} has no graph: see {with_graph.log}")
+        seconds, plain = mail_latency(no_graph, stack.token, index)
+        down.append(seconds)
+        if b"graph unavailable" not in plain:
+            raise SystemExit(f"mail {index} does not say why it has no graph")
+        sizes.append(len(mail) - len(plain))
+    added = [b - a for a, b in zip(down, graph, strict=True)]
+    print(f"critical mail, webhook in -> mail in outbox, {mails} mails each, budget {budget}")
+    print(f"  Prometheus down (no graph)  {percentiles(down)}")
+    print(f"  with the graph              {percentiles(graph)}")
     print(
-        f"critical mail, {mails} mails, window {window:g} s, budget {budget:g} s, {prometheus_url}"
+        f"  added by the graph          {percentiles(added)}   "
+        f"(+{statistics.median(sizes) / 1024:.0f} KiB per mail)"
     )
-    print(f"  first chart of the process (cold)  {cold * 1000:.0f} ms")
-    print(f"  without chart   {percentiles(plain)}")
-    print(f"  with chart      {percentiles(with_chart)}")
-    print(f"  added by chart  {percentiles(added)}   (+{size / 1024:.0f} KiB per mail)")
-
-    down = f"http://127.0.0.1:{free_port()}"
-    refused = [timed(lambda: alert_chart(down, alert, budget=budget)) for _ in range(mails)]
-    print(f"  Prometheus down (connection refused): {percentiles(refused)}")
     with socket.create_server(("127.0.0.1", 0)) as stalled:  # accepts, never answers
-        url = f"http://127.0.0.1:{stalled.getsockname()[1]}"
-        waits = [timed(lambda: alert_chart(url, alert, budget=budget)) for _ in range(5)]
-    print(f"  Prometheus not answering: max {max(waits):.2f} s over 5 (budget {budget:g} s)")
+        silent = stack.relay(
+            "relay-silent",
+            PROMETHEUS_URL=f"http://127.0.0.1:{stalled.getsockname()[1]}",
+            **settings,
+        )
+        waits = [mail_latency(silent, stack.token, index)[0] for index in range(5)]
+    print(f"  Prometheus not answering:   max {max(waits):.2f} s over 5 mails (budget {budget})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mails", type=int, default=50)
-    parser.add_argument("--budget", type=float, default=2.0, help="chart time budget, seconds")
-    parser.add_argument("--window", type=float, default=3600.0, help="chart window, seconds")
-    parser.add_argument("--prometheus-url", help="a running Prometheus with the series above")
+    parser.add_argument("--budget", default="2s", help="the relays' CHART_BUDGET")
     args = parser.parse_args()
-    if args.prometheus_url:
-        run(args.prometheus_url, args.mails, args.budget, args.window)
-        return
     with tempfile.TemporaryDirectory() as work, LocalStack(Path(work)) as stack:
         prometheus = prometheus_with_history(stack, history(time.time()))
-        run(prometheus.url, args.mails, args.budget, args.window)
+        run(stack, prometheus.url, args.mails, args.budget)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,9 @@ class Alert:
     labels: dict[str, str]
     annotations: dict[str, str]
     generator_url: str
+    # Alertmanager's externalURL from the notification (silence links); "" in stores of
+    # earlier releases, whose alerts' JSON has no such key.
+    external_url: str = ""
 
     @property
     def key(self) -> str:
@@ -88,10 +91,10 @@ def parse_notification(body: bytes) -> list[Alert]:
         where = ".".join(str(part) for part in error["loc"]) or "payload"
         message = f"not an Alertmanager v4 notification: {where}: {error['msg']}"
         raise PayloadError(message) from None
-    return [_alert(item) for item in notification.alerts]
+    return [_alert(item, notification.externalURL) for item in notification.alerts]
 
 
-def _alert(item: WebhookAlert) -> Alert:
+def _alert(item: WebhookAlert, external_url: str) -> Alert:
     labels = item.labels
     return Alert(
         fingerprint=item.fingerprint or label_fingerprint(labels),
@@ -104,6 +107,7 @@ def _alert(item: WebhookAlert) -> Alert:
         labels=labels,
         annotations=item.annotations,
         generator_url=item.generatorURL,
+        external_url=external_url,
     )
 
 

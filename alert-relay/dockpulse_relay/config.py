@@ -39,6 +39,10 @@ ENVIRONMENT = {
     "RELAY_MAX_CONNECTIONS": "max_connections",
     "RELAY_READ_TIMEOUT": "read_timeout",
     "PROMETHEUS_URL": "prometheus_url",
+    "GRAFANA_URL": "grafana_url",
+    "CHART_WINDOW": "chart_window",
+    "CHART_BUDGET": "chart_budget",
+    "CHARTS_PER_DIGEST": "charts_per_digest",
     "SENDER_EMAIL": "sender_email",
     "RECIPIENT_EMAILS": "recipient_emails",
     "AWS_REGION": "aws_region",
@@ -87,6 +91,10 @@ class RelayConfig(BaseModel):
     read_timeout: Duration = 10.0  # a client must send each request within this
 
     prometheus_url: str = "http://127.0.0.1:9090"
+    grafana_url: str | None = None  # mails link the container-detail dashboard when set
+    chart_window: Duration = 3600.0  # the graph in a mail shows this much history
+    chart_budget: Duration = 2.0  # the most the graphs may delay one planning pass's mails
+    charts_per_digest: int = Field(default=10, gt=0)  # a larger digest has graphs for these
     sender_email: str | None = None
     recipient_emails: list[str] = Field(default_factory=list)
     aws_region: str | None = None
@@ -136,6 +144,13 @@ class RelayConfig(BaseModel):
     @field_validator("prometheus_url", "aws_endpoint_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return None if value is None else value.rstrip("/")
+
+    @field_validator("grafana_url")
+    @classmethod
+    def _grafana_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
         return None if value is None else value.rstrip("/")

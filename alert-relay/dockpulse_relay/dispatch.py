@@ -26,10 +26,11 @@ import time
 from dataclasses import dataclass, replace
 
 from dockpulse_relay.backends import AccountError, Backend, DeliveryError, PermanentError
+from dockpulse_relay.chart import RENDER_ALLOWANCE_SECONDS, Chart, alert_charts
 from dockpulse_relay.config import RelayConfig
 from dockpulse_relay.digest import MailPlan, plan_mails
 from dockpulse_relay.heartbeat import heartbeat_mail, is_stale
-from dockpulse_relay.message import compose, uncomposable
+from dockpulse_relay.message import compose, link_ready, uncomposable
 from dockpulse_relay.metrics import RelayMetrics
 from dockpulse_relay.store import NewMail, PlanConflict, QueuedMail, Store, StoreError
 
@@ -207,9 +208,21 @@ class Dispatcher:
         newly_held = [alert_id for alert_id in plan.held if alert_id not in already_held]
         if not plan.mails and not plan.suppressed and not newly_held:
             return
-        mails = [mail for item in plan.mails for mail in self._compose(item, now)]
+        # Graphs are fetched before the store is written (no transaction held meanwhile), all
+        # of this pass's within one budget; critical mails are queued before the others' graphs
+        # are fetched, so a digest's graphs never delay them.
+        deadline = time.monotonic() + config.chart_budget
+        urgent = [item for item in plan.mails if item.priority <= URGENT.priorities[1]]
+        others = [item for item in plan.mails if item.priority > URGENT.priorities[1]]
         suppressed = [alert_id for ids in plan.suppressed.values() for alert_id in ids]
+        mails = self._compose_all(urgent, now, deadline)
         self.store.enqueue(mails, suppressed, now, plan.held)
+        if mails:
+            self._wake_lanes(URGENT)
+        if others:  # a crash before this commit leaves their alerts buffered: planned again
+            later = self._compose_all(others, now, deadline)
+            self.store.enqueue(later, [], now)
+            mails += later
         for reason, ids in plan.suppressed.items():
             self.metrics.suppressed.labels(reason).inc(len(ids))
         self.metrics.held.inc(len(newly_held))
@@ -221,21 +234,81 @@ class Dispatcher:
                 log.info("queued %s mail %s: %s", mail.kind, mail.message_id, mail.subject)
         self._wake_lanes()
 
-    def _compose(self, plan: MailPlan, now: float) -> list[NewMail]:
-        """The plan's mail; when it cannot be composed, one per alert, so only the alert that
-        breaks composing is dead-lettered."""
+    def _compose_all(self, plans: list[MailPlan], now: float, deadline: float) -> list[NewMail]:
+        charts = self._charts(plans, deadline)
+        return [
+            mail
+            for item, item_charts in zip(plans, charts, strict=True)
+            for mail in self._compose(item, now, item_charts)
+        ]
+
+    def _charts(self, plans: list[MailPlan], deadline: float) -> list[list[Chart | None]]:
+        """Each firing alert's chart (None for the others), all by `deadline` (monotonic):
+        Prometheus slow or down delays the mails by the budget at most, and is a reason in
+        the mail. Never an error."""
         config = self.config
+        found: list[list[Chart | None]] = []
+        for plan in plans:
+            charts: list[Chart | None] = [None] * len(plan.entries)
+            firing = [
+                index for index, entry in enumerate(plan.entries) if entry.alert.status == "firing"
+            ]
+            remaining = deadline - time.monotonic()
+            if not firing:
+                pass
+            elif remaining < RENDER_ALLOWANCE_SECONDS + 0.1:
+                spent = f"graph unavailable: the {config.chart_budget:g} s for graphs were spent"
+                for index in firing:
+                    charts[index] = Chart(None, spent)
+            else:
+                alerts = [link_ready(plan.entries[index].alert) for index in firing]
+                try:
+                    drawn = alert_charts(
+                        config.prometheus_url,
+                        alerts,
+                        window=config.chart_window,
+                        budget=remaining,
+                        max_charts=config.charts_per_digest,
+                    )
+                except Exception as exc:  # a chart is never worth a mail
+                    log.exception("charts for a %s mail failed", plan.kind)
+                    drawn = [Chart(None, f"graph unavailable: {type(exc).__name__}")] * len(alerts)
+                for index, chart in zip(firing, drawn, strict=True):
+                    charts[index] = chart
+            found.append(charts)
+        return found
+
+    def _compose(
+        self, plan: MailPlan, now: float, charts: list[Chart | None] | None = None
+    ) -> list[NewMail]:
+        """The plan's mail; without its graphs and links if those cannot be composed; when
+        even that fails, one per alert, so only the alert that breaks composing is
+        dead-lettered."""
+        config = self.config
+        plain = (config.sender, config.recipients, config.prometheus_url, now)
         try:
-            mail = compose(plan, config.sender, config.recipients, config.prometheus_url, now)
+            mail = compose(
+                plan,
+                *plain,
+                charts=charts,
+                grafana_url=config.grafana_url,
+                chart_window=config.chart_window,
+            )
+            return [_with_priority(mail, plan.priority)]
+        except Exception:
+            log.exception("cannot compose a %s mail with graphs and links; without", plan.kind)
+        try:
+            mail = compose(plan, *plain, actionable=False)
             return [_with_priority(mail, plan.priority)]
         except Exception as exc:
             if len(plan.entries) == 1:
                 log.exception("cannot compose a %s mail", plan.kind)
                 return [_with_priority(uncomposable(plan, repr(exc), now), plan.priority)]
-        singles = [
-            MailPlan(plan.kind, plan.severity, plan.resolved, [entry]) for entry in plan.entries
-        ]
-        return [mail for single in singles for mail in self._compose(single, now)]
+        found = []
+        for index, entry in enumerate(plan.entries):
+            single = MailPlan(plan.kind, plan.severity, plan.resolved, [entry])
+            found += self._compose(single, now, [charts[index]] if charts else None)
+        return found
 
     def check_heartbeat(self, now: float) -> None:
         """Mail "monitoring is blind" once when the Watchdog heartbeat stops, and "monitoring

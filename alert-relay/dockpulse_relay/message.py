@@ -5,6 +5,10 @@ is cleaned before it reaches the message: header values lose CR/LF and every oth
 character (no header injection, no folding tricks) and are bounded in length; body text keeps
 line breaks but no other control characters; HTML is escaped; lone surrogates (valid JSON,
 not encodable) become U+FFFD.
+
+A firing alert's section also has its graph (inline `cid:` and attached; or the one-line reason
+there is none) and "what to do": runbook, silence links (only to an http(s) `externalURL`),
+Prometheus graph and Grafana dashboard links. Resolved alerts keep the plain facts.
 """
 
 from __future__ import annotations
@@ -14,13 +18,19 @@ import re
 import time
 import unicodedata
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate
 from urllib.parse import urlsplit
 
 from dockpulse_relay.alerts import Alert
-from dockpulse_relay.digest import Entry, MailPlan
+from dockpulse_relay.chart import DEFAULT_WINDOW_SECONDS, Chart
+from dockpulse_relay.digest import Entry, MailPlan, event_time_text
+from dockpulse_relay.links import AlertLinks, alert_links
+from dockpulse_relay.mail_parts import ChartImage, embed_charts, what_to_do_html, what_to_do_text
 from dockpulse_relay.store import NewMail
 
 SUBJECT_LIMIT = 180
@@ -86,27 +96,123 @@ def prometheus_link(alert: Alert, prometheus_url: str) -> str:
 
 
 def history(entry: Entry) -> str:
-    """What happened while mails about this alert were held by the cooldown."""
+    """What happened while mails about this alert were held by the cooldown, plainly first:
+    `went down 4 times in 10 min, down now; came back 3 times; 7 changes held back ...`."""
     if not entry.held:
         return ""
     down = sum(change.status == "firing" for change in entry.changes)
     up = len(entry.changes) - down
-    now = "DOWN NOW (still firing)" if entry.alert.status == "firing" else "resolved now"
+    span = _span(entry.changes)
+    within = f" in {span}" if span else ""
+    told = f"went down {_times(down)}{within}" if down else f"came back {_times(up)}{within}"
+    now = "down now" if entry.alert.status == "firing" else "up now (resolved)"
     changes = len(entry.changes)
     return (
-        f"{changes} change{'s' if changes != 1 else ''} held back by the cooldown: went down "
-        f"{_times(down)}, came back {_times(up)}; first change {entry.first_change}, last change "
-        f"{entry.last_change}; {now}"
+        f"{told}, {now}; came back {_times(up)}; {changes} change{'s' if changes != 1 else ''} "
+        f"held back by the cooldown, first change {entry.first_change}, last change "
+        f"{entry.last_change}"
     )
+
+
+def _span(changes: list[Alert]) -> str:
+    """How long the changes took, first to last (`10 min`, `45 s`); "" when unknown or none."""
+    try:
+        moments = [datetime.fromisoformat(event_time_text(change)) for change in changes]
+        seconds = (max(moments) - min(moments)).total_seconds()
+    except (ValueError, TypeError):
+        return ""
+    if seconds <= 0:
+        return ""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _times(count: int) -> str:
     return "once" if count == 1 else f"{count} times"
 
 
-def _facts(entry: Entry, prometheus_url: str) -> list[tuple[str, str]]:
+def no_surrogates(text: str) -> str:
+    """Lone surrogates (valid JSON, not encodable) become U+FFFD, as Alertmanager has them."""
+    return "".join("\ufffd" if unicodedata.category(char) == "Cs" else char for char in text)
+
+
+def link_ready(alert: Alert) -> Alert:
+    """The alert with every value encodable (labels as Alertmanager keeps them) and annotations
+    cleaned for the body, ready for links and the "what to do" section."""
+    return replace(
+        alert,
+        alertname=no_surrogates(alert.alertname),
+        container=no_surrogates(alert.container),
+        labels={no_surrogates(key): no_surrogates(value) for key, value in alert.labels.items()},
+        annotations={key: body_value(value) for key, value in alert.annotations.items()},
+        generator_url=no_surrogates(alert.generator_url),
+    )
+
+
+def external_url(alert: Alert) -> str:
+    """Alertmanager's externalURL from the notification, if it is a plain http(s) URL; else ""
+    (no silence links rather than a link anywhere else)."""
+    url = alert.external_url.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return ""
+    if any(char.isspace() or unicodedata.category(char)[0] == "C" for char in url):
+        return ""
+    return url
+
+
+def links_of(
+    alert: Alert, prometheus_url: str, grafana_url: str | None, window: float, now: float
+) -> AlertLinks:
+    """The alert's links; no silence links when the notification had no usable externalURL."""
+    silence_base = external_url(alert)
+    links = alert_links(alert, silence_base or "http://-", prometheus_url, grafana_url, window, now)
+    return links if silence_base else replace(links, silence_alert="", silence_container=None)
+
+
+@dataclass(frozen=True)
+class Section:
+    """One alert of a mail: its facts and, while it fires, its links and chart."""
+
+    entry: Entry
+    links: AlertLinks | None = None  # firing alerts: what to do
+    chart: ChartImage | None = None
+
+    @property
+    def actionable(self) -> bool:
+        return self.links is not None
+
+
+def sections(
+    plan: MailPlan,
+    prometheus_url: str,
+    now: float,
+    charts: Sequence[Chart | None] | None = None,
+    grafana_url: str | None = None,
+    chart_window: float = DEFAULT_WINDOW_SECONDS,
+) -> list[Section]:
+    """A section per entry; firing ones get links and their chart (`charts[i]`, if given)."""
+    found = []
+    for index, entry in enumerate(plan.entries):
+        if entry.alert.status != "firing":
+            found.append(Section(entry))
+            continue
+        alert = link_ready(entry.alert)
+        links = links_of(alert, prometheus_url, grafana_url, chart_window, now)
+        chart = charts[index] if charts is not None and index < len(charts) else None
+        found.append(Section(entry, links, ChartImage.of(chart) if chart is not None else None))
+    return found
+
+
+def _facts(section: Section, prometheus_url: str) -> list[tuple[str, str]]:
+    entry = section.entry
     alert = entry.alert
     notes = alert.annotations
+    # Firing alerts have the runbook and the Prometheus link in their "what to do" section.
+    linked = not section.actionable
     facts = [
         ("Alert", alert.alertname),
         ("Container", alert.container or "-"),
@@ -118,34 +224,44 @@ def _facts(entry: Entry, prometheus_url: str) -> list[tuple[str, str]]:
         ("Value", notes.get("value", "")),
         ("Started", alert.starts_at),
         ("Ended", alert.ends_at if alert.status == "resolved" else ""),
-        ("Runbook", notes.get("runbook", "") or notes.get("runbook_url", "")),
-        ("Prometheus", prometheus_link(alert, prometheus_url)),
+        ("Runbook", (notes.get("runbook", "") or notes.get("runbook_url", "")) if linked else ""),
+        ("Prometheus", prometheus_link(alert, prometheus_url) if linked else ""),
         ("Fingerprint", alert.fingerprint),
     ]
     return [(name, body_value(text)) for name, text in facts if text]
 
 
-def _text(title: str, entries: list[Entry], prometheus_url: str) -> str:
+def _text(title: str, parts: list[Section], prometheus_url: str) -> str:
     lines = [title, "=" * min(len(title), 78), ""]
-    for entry in entries:
-        lines += [f"{name + ':':<13}{text}" for name, text in _facts(entry, prometheus_url)]
+    for section in parts:
+        lines += [f"{name + ':':<13}{text}" for name, text in _facts(section, prometheus_url)]
+        if section.links is not None:
+            alert = link_ready(section.entry.alert)
+            lines += ["", *what_to_do_text(alert, section.links, section.chart).splitlines()]
         lines.append("")
     lines.append("-- dockpulse-relay")
     return "\n".join(lines) + "\n"
 
 
-def _html(title: str, entries: list[Entry], prometheus_url: str) -> str:
-    sections = []
-    for entry in entries:
+def _html(title: str, parts: list[Section], prometheus_url: str) -> str:
+    blocks = []
+    for section in parts:
         rows = []
-        for name, text in _facts(entry, prometheus_url):
+        for name, text in _facts(section, prometheus_url):
             value = html.escape(text)
             if name == "Prometheus":
                 value = f'<a href="{value}">open in Prometheus</a>'
+            elif name == "History":
+                value = f"<strong>{value}</strong>"
             rows.append(f"<tr><th align='left'>{name}</th><td>{value}</td></tr>")
-        sections.append(f"<table cellpadding='3'>{''.join(rows)}</table><hr>")
+        block = f"<table cellpadding='3'>{''.join(rows)}</table>"
+        if section.links is not None:
+            alert = link_ready(section.entry.alert)
+            block += what_to_do_html(alert, section.links, section.chart)
+        blocks.append(block + "<hr>")
     return (
-        f"<html><body><h2>{html.escape(title)}</h2>{''.join(sections)}"
+        "<html><body style='font-family:sans-serif'>"
+        f"<h2>{html.escape(title)}</h2>{''.join(blocks)}"
         "<p><small>dockpulse-relay</small></p></body></html>\n"
     )
 
@@ -155,9 +271,17 @@ def new_message_id(now: float) -> str:
 
 
 def build_message(
-    title: str, kind: str, text: str, html_body: str, sender: str, recipients: list[str], now: float
+    title: str,
+    kind: str,
+    text: str,
+    html_body: str,
+    sender: str,
+    recipients: list[str],
+    now: float,
+    images: Sequence[ChartImage] = (),
 ) -> tuple[str, bytes]:
-    """(message id, the RFC 5322 bytes with CRLF line ends, as the wire wants)."""
+    """(message id, the RFC 5322 bytes with CRLF line ends, as the wire wants); `images` go
+    inline (cid:) and attached."""
     token = new_message_id(now)
     message = EmailMessage()
     message["Subject"] = header_value(title)
@@ -168,23 +292,43 @@ def build_message(
     message["X-Dockpulse-Kind"] = kind
     message.set_content(text)
     message.add_alternative(html_body, subtype="html")
+    embed_charts(message, images)
     return token, message.as_bytes(policy=WIRE_POLICY)
 
 
 def compose(
-    plan: MailPlan, sender: str, recipients: list[str], prometheus_url: str, now: float
+    plan: MailPlan,
+    sender: str,
+    recipients: list[str],
+    prometheus_url: str,
+    now: float,
+    *,
+    charts: Sequence[Chart | None] | None = None,
+    grafana_url: str | None = None,
+    chart_window: float = DEFAULT_WINDOW_SECONDS,
+    actionable: bool = True,
 ) -> NewMail:
-    """The mail for a plan, ready to store and send byte for byte."""
+    """The mail for a plan, ready to store and send byte for byte.
+
+    Firing alerts get a "what to do" section (runbook, silence, graph and dashboard links) and
+    their chart, `charts[i]` for `plan.entries[i]` (None: no chart section). `actionable=False`
+    leaves all that out: the plain mail, for when the extras cannot be composed.
+    """
     title = subject(plan)
     entries = plan.entries
+    if actionable:
+        parts = sections(plan, prometheus_url, now, charts, grafana_url, chart_window)
+    else:
+        parts = [Section(entry) for entry in entries]
     token, message = build_message(
         title,
         plan.kind,
-        _text(title, plan.entries, prometheus_url),
-        _html(title, plan.entries, prometheus_url),
+        _text(title, parts, prometheus_url),
+        _html(title, parts, prometheus_url),
         sender,
         recipients,
         now,
+        [section.chart for section in parts if section.chart is not None],
     )
     return NewMail(
         message_id=token,

@@ -19,6 +19,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from dockpulse.settings import parse_duration
 from dockpulse_exporter.config import LabelFilter
 from dockpulse_exporter.families import Family, LabelSet, Row
 from dockpulse_exporter.model import Container, Filesystem, Snapshot, Usage
@@ -33,6 +34,8 @@ THRESHOLD_LABELS = {
     "memory": "dockpulse.memory_threshold",
 }
 EXPECT_RUNNING_LABEL = "dockpulse.expect_running"
+# prometheus/rules/forecast.yml: how far ahead ContainerMemoryExhaustionPredicted looks.
+FORECAST_HORIZON_LABEL = "dockpulse.memory_forecast_horizon"
 PROBE_LABELS = ["target", "probe"]
 ROOT_ID = "/"
 NETWORK_FIELDS = (
@@ -169,9 +172,14 @@ class ContainerMetrics:
             )
             for kind, label in THRESHOLD_LABELS.items()
         }
+        horizon = gauge(
+            "dockpulse_container_memory_forecast_horizon_seconds",
+            "Per-container horizon of the memory exhaustion forecast from the label "
+            f"{FORECAST_HORIZON_LABEL}.",
+        )
         families = [
             *(up, state, restarts, exit_code, oom, health, start, memory_limit, reservation),
-            *(cpu_quota, cpu_period, expected, *thresholds.values()),
+            *(cpu_quota, cpu_period, expected, *thresholds.values(), horizon),
         ]
         # A container's state rows change only when Docker's view of it (a new Container) or
         # its labels do: reuse them otherwise.
@@ -326,6 +334,7 @@ def _state_rows(c: Container, labels: LabelSet) -> list[list[Row]]:
     """The container's rows of each state family, in `_state`'s family order."""
     no: tuple[str, ...] = ()
     thresholds = [_percent(c, docker_label) for docker_label in THRESHOLD_LABELS.values()]
+    horizon = _seconds(c, FORECAST_HORIZON_LABEL)
     quota = c.cpu_quota_us > 0
     return [
         [(labels, no, 1 if c.running else 0)],
@@ -341,6 +350,7 @@ def _state_rows(c: Container, labels: LabelSet) -> list[list[Row]]:
         [(labels, no, c.cpu_period_us)] if quota else [],
         [(labels, no, 0 if _is_false(c.labels.get(EXPECT_RUNNING_LABEL)) else 1)],
         *([(labels, no, value)] if value is not None else [] for value in thresholds),
+        [(labels, no, horizon)] if horizon is not None else [],
     ]
 
 
@@ -483,5 +493,26 @@ def _percent(container: Container, docker_label: str) -> float | None:
         _warned.add((container.name, docker_label))
         log.warning(
             "container %s: label %s=%r is not a percentage", container.name, docker_label, raw
+        )
+    return None
+
+
+def _seconds(container: Container, docker_label: str) -> float | None:
+    """A duration label's value in seconds (`7200`, `2h`, `90m`); None (logged once) when
+    missing or not a positive duration."""
+    raw = container.labels.get(docker_label)
+    if raw is None:
+        return None
+    try:
+        return parse_duration(raw.strip())
+    except ValueError:
+        pass
+    if (container.name, docker_label) not in _warned:
+        _warned.add((container.name, docker_label))
+        log.warning(
+            "container %s: label %s=%r is not a duration like 2h or 7200",
+            container.name,
+            docker_label,
+            raw,
         )
     return None

@@ -26,14 +26,14 @@ def escape_help(text: str) -> str:
 
 class LabelSet:
     """One series' base labels (name, id, image, container_label_*), formatted once; extra
-    labels (cpu, device, interface, state...) are merged in their sorted place and cached."""
+    labels (cpu, device, interface, state...) are merged in their sorted place when a line is
+    rendered (rarely: unchanged lines are reused, see LineCache)."""
 
-    __slots__ = ("_cache", "items", "plain")
+    __slots__ = ("items", "plain")
 
     def __init__(self, items: tuple[tuple[str, str], ...]) -> None:
         self.items = items
         self.plain = self._format(items)
-        self._cache: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
 
     @staticmethod
     def _format(items: Iterable[tuple[str, str]]) -> str:
@@ -45,11 +45,7 @@ class LabelSet:
     def text(self, names: tuple[str, ...], values: tuple[str, ...]) -> str:
         if not names:
             return self.plain
-        key = (names, values)
-        found = self._cache.get(key)
-        if found is None:
-            found = self._cache[key] = self._format((*self.items, *zip(names, values, strict=True)))
-        return found
+        return self._format((*self.items, *zip(names, values, strict=True)))
 
     def as_dict(self, names: tuple[str, ...] = (), values: tuple[str, ...] = ()) -> dict[str, str]:
         return {**dict(self.items), **dict(zip(names, values, strict=True))}

@@ -35,7 +35,7 @@ class Sampler:
         self.watcher = watcher
         self.cgroups = cgroups
         self.interval = interval
-        self.stats_api = stats_api or StatsApiReader()
+        self.stats_api = stats_api or StatsApiReader(devices=cgroups.devices)
         self.on_refresh = on_refresh
         self.filesystem = filesystem
         self.proc_root = proc_root  # None: no machine-wide (id="/") series

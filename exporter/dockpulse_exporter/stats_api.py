@@ -7,15 +7,18 @@ they are fetched in parallel and only for the containers that need them.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import docker
 
+from dockpulse_exporter.devices import DeviceNames
 from dockpulse_exporter.model import Container, NetworkCounters, Usage
 
 
-def usage_from_stats(stats: dict[str, Any]) -> Usage:
-    """Map a stats API document onto cAdvisor's counters."""
+def usage_from_stats(stats: dict[str, Any], devices: DeviceNames | None = None) -> Usage:
+    """Map a stats API document onto cAdvisor's counters (devices named as cAdvisor does)."""
+    devices = devices or DeviceNames(Path("/proc"))
     cpu = stats.get("cpu_stats") or {}
     cpu_usage = cpu.get("cpu_usage") or {}
     throttling = cpu.get("throttling_data") or {}
@@ -34,13 +37,20 @@ def usage_from_stats(stats: dict[str, Any]) -> Usage:
         memory_working_set_bytes=max(memory_usage - int(inactive or 0), 0),
         memory_rss_bytes=int(memory_stat.get("total_rss", memory_stat.get("anon", 0)) or 0),
         memory_cache_bytes=int(memory_stat.get("total_cache", memory_stat.get("file", 0)) or 0),
+        memory_swap_bytes=int(memory_stat.get("total_swap", 0) or 0),
+        memory_max_usage_bytes=int(memory["max_usage"]) if memory.get("max_usage") else None,
     )
-    for entry in (stats.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []:
-        device = f"{entry.get('major')}:{entry.get('minor')}"
-        operation = str(entry.get("op", "")).lower()
-        target = {"read": usage.io_read_bytes, "write": usage.io_write_bytes}.get(operation)
-        if target is not None:
-            target[device] = target.get(device, 0) + int(entry.get("value") or 0)
+    blkio = stats.get("blkio_stats") or {}
+    for key, reads, writes in (
+        ("io_service_bytes_recursive", usage.io_read_bytes, usage.io_write_bytes),
+        ("io_serviced_recursive", usage.io_reads, usage.io_writes),
+    ):
+        for entry in blkio.get(key) or []:
+            device = devices.name(f"{entry.get('major')}:{entry.get('minor')}")
+            operation = str(entry.get("op", "")).lower()
+            target = {"read": reads, "write": writes}.get(operation)
+            if target is not None:
+                target[device] = target.get(device, 0) + int(entry.get("value") or 0)
     for interface, net in (stats.get("networks") or {}).items():
         usage.network[interface] = NetworkCounters(
             receive_bytes=int(net.get("rx_bytes", 0)),
@@ -58,7 +68,8 @@ def usage_from_stats(stats: dict[str, Any]) -> Usage:
 class StatsApiReader:
     """Reads many containers' stats in parallel through the Docker API."""
 
-    def __init__(self, workers: int = 8) -> None:
+    def __init__(self, workers: int = 8, devices: DeviceNames | None = None) -> None:
+        self.devices = devices or DeviceNames(Path("/proc"))
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stats-api")
 
     def read_many(
@@ -66,7 +77,8 @@ class StatsApiReader:
     ) -> dict[str, Usage | None]:
         def read_one(container: Container) -> Usage | None:
             try:
-                return usage_from_stats(api.stats(container.id, stream=False, one_shot=True))
+                stats = api.stats(container.id, stream=False, one_shot=True)
+                return usage_from_stats(stats, self.devices)
             except Exception:  # an unreadable container is skipped, never fatal
                 return None
 

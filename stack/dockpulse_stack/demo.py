@@ -14,8 +14,12 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 from types import FrameType
+
+import docker
+import requests
 
 from dockpulse_stack.compose import PROJECT, Stack
 from dockpulse_stack.demo_secrets import SECRET_NAMES, demo_secrets, forget_secrets
@@ -76,6 +80,16 @@ def image_user_id(engine: Engine, image: str) -> int:
     return int(result.stdout.strip())
 
 
+def docker_root_dir(engine: Engine, default: str = "/var/lib/docker") -> str:
+    """Where the engine keeps its data (`docker info`'s DockerRootDir); `default` when it
+    cannot tell."""
+    try:
+        with closing(engine.client(timeout=10)) as client:
+            return str(client.info()["DockerRootDir"])
+    except (docker.errors.DockerException, requests.RequestException):
+        return default
+
+
 def write_env_file(
     path: Path,
     engine: Engine,
@@ -99,6 +113,7 @@ def write_env_file(
     values |= {
         "DOCKER_SOCKET": str(socket),
         "DOCKER_GID": str(socket.stat().st_gid),
+        "DOCKER_ROOT_DIR": docker_root_dir(engine),
         "OUTBOX_PATH": str(outbox),
     }
     values |= settings or {}

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from dockpulse_stack.engine import Engine
-from tests.helpers import wait_until
+from tests.helpers import free_port, wait_until
 from tests.support.local_stack import (
     TEST_INTERVAL,
     TEST_RELAY_TIMINGS,
@@ -49,6 +49,7 @@ class MonitoredStack:
     prometheus: Service
     relay: Relay
     work_dir: Path
+    alertmanager_url: str = ""  # also its --web.external-url: the mails' silence links
 
 
 @pytest.fixture(scope="module")
@@ -64,19 +65,30 @@ def stack(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         webapp.run(image)
 
         local = cleanup.enter_context(LocalStack(work_dir))
-        relay = local.relay(**TEST_RELAY_TIMINGS)
-        alertmanager = local.alertmanager(relay.url, group_wait="1s", group_interval="1s")
         probe_url = f"{webapp.url}/health"
         exporter = local.exporter(
             exporter_config(probe_url, refresh_interval="500ms", probe=TEST_PROBE)
         )
+        # Prometheus first, so the relay draws its mails' graphs from it.
+        alertmanager_port = free_port()
         rules = copy_rules(work_dir / "rules", TEST_ALERT_FOR)
         config = prometheus_config(
-            exporter.port, [alertmanager.port], f"{prefix}-.*", rules, TEST_INTERVAL
+            exporter.port, [alertmanager_port], f"{prefix}-.*", rules, TEST_INTERVAL
         )
         prometheus = local.prometheus(config)
+        relay = local.relay(
+            **TEST_RELAY_TIMINGS, PROMETHEUS_URL=prometheus.url, CHART_BUDGET="15s"
+        )  # a loaded machine must not cost a test its graph
+        alertmanager_url = f"http://127.0.0.1:{alertmanager_port}"
+        local.alertmanager(
+            relay.url,
+            port=alertmanager_port,
+            flags=[f"--web.external-url={alertmanager_url}"],
+            group_wait="1s",
+            group_interval="1s",
+        )
         # Watched: running, probed healthy, and the probe tied to the container (compose label).
         seen = f'dockpulse:probe_container_info{{name="{webapp.name}"}}'
         wait_until(lambda: query(prometheus.url, seen), timeout=30)
         wait_until(lambda: query(prometheus.url, "probe_success == 1"), timeout=30)
-        yield MonitoredStack(webapp, database, prometheus, relay, work_dir)
+        yield MonitoredStack(webapp, database, prometheus, relay, work_dir, alertmanager_url)

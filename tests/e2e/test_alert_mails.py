@@ -6,6 +6,8 @@ Real container, real exporter, Prometheus, Alertmanager and relay with short tes
 
 from __future__ import annotations
 
+import email
+import email.policy
 import time
 from pathlib import Path
 
@@ -33,6 +35,9 @@ def test_killed_webapp_is_mailed_as_critical_and_its_recovery_as_resolved(
 
     assert down.subject == f"[CRITICAL] 1 alert: ContainerDown ({name})"
     assert f"Container {name} is down" in down.text
+    mail = email.message_from_bytes(down.path.read_bytes(), policy=email.policy.default)
+    graphs = [part.get_filename() for part in mail.iter_attachments()]
+    assert graphs == [f"ContainerDown-{name}.png"], down.text  # container_up dropping to 0
     assert resolved.subject == f"[RESOLVED] [CRITICAL] 1 alert: ContainerDown ({name})"
     # Its failing probe said nothing new while the container was down (inhibited).
     assert not [mail for mail in [down, resolved] if "ProbeFailed" in mail.subject]
@@ -69,6 +74,13 @@ def test_cpu_intensive_load_fires_high_cpu_and_mails_a_digest(
     assert f"(threshold {TEST_CPU_THRESHOLD_PERCENT} %)" in digest.text  # the label's threshold
     assert firing and firing[0]["metric"]["severity"] == "warning"
     assert value(load, "dockpulse_loadtest_workers") == 2
+    # The mail people act on: the graph from this Prometheus, attached and inline, and the
+    # silence link to this Alertmanager.
+    mail = email.message_from_bytes(digest.path.read_bytes(), policy=email.policy.default)
+    graphs = [part.get_filename() for part in mail.iter_attachments()]
+    assert f"ContainerHighCpu-{name}.png" in graphs, digest.text
+    assert f"Silence this alert: {stack.alertmanager_url}/#/silences/new?filter=" in digest.text
+    assert f"Graph in Prometheus: {stack.prometheus.url}/graph?g0.expr=" in digest.text
 
 
 def test_stopped_database_fails_health_and_the_probe_alert_is_mailed(stack: MonitoredStack) -> None:

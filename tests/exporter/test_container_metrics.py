@@ -159,15 +159,22 @@ def test_threshold_and_expect_running_labels(exporter, run_container) -> None:
             "dockpulse.cpu_threshold": "80",
             "dockpulse.memory_threshold": "75%",
             "dockpulse.expect_running": "false",
+            "dockpulse.memory_forecast_horizon": "2h",
         },
     )
-    untuned = run_container("sleep 300", labels={"dockpulse.cpu_threshold": "lots"})
+    untuned = run_container(
+        "sleep 300",
+        labels={"dockpulse.cpu_threshold": "lots", "dockpulse.memory_forecast_horizon": "soon"},
+    )
     samples = wait_for_samples(
         exporter.scrape, lambda s: value(s, "container_up", name=untuned.name)
     )
     assert value(samples, "dockpulse_container_cpu_threshold_percent", name=tuned.name) == 80
     assert value(samples, "dockpulse_container_memory_threshold_percent", name=tuned.name) == 75
     assert value(samples, "dockpulse_container_expected_running", name=tuned.name) == 0
+    horizon = "dockpulse_container_memory_forecast_horizon_seconds"
+    assert value(samples, horizon, name=tuned.name) == 7200
+    assert value(samples, horizon, name=untuned.name) is None  # not a duration: left out
     assert value(samples, "dockpulse_container_expected_running", name=untuned.name) == 1
     # A label that is not a number is ignored, not exported as garbage.
     assert value(samples, "dockpulse_container_cpu_threshold_percent", name=untuned.name) is None
@@ -265,6 +272,7 @@ def test_stats_api_fallback_is_counted_and_logged_once(
         lambda s: value(s, "container_memory_usage_bytes", name=sleeper.name) is not None,
     )
     assert value(samples, "dockpulse_stats_api_containers") >= 1
+    assert value(samples, "container_memory_max_usage_bytes", name=sleeper.name) > 0
     time.sleep(1.5)  # several refreshes at 300 ms
     lines = [line for line in exporter.service.log.read_text().splitlines() if sleeper.name in line]
     assert len(lines) == 1 and "stats API" in lines[0]

@@ -149,7 +149,11 @@ def test_exposition_matches_golden_file(tmp_path: Path) -> None:
     stopped = make_container(
         id="dead" * 16,
         name="worker",
-        labels={"dockpulse.cpu_threshold": "80", "dockpulse.expect_running": "false"},
+        labels={
+            "dockpulse.cpu_threshold": "80",
+            "dockpulse.expect_running": "false",
+            "dockpulse.memory_forecast_horizon": "2h",
+        },
         state="exited",
         pid=0,
         exit_code=137,

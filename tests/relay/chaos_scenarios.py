@@ -427,12 +427,12 @@ def flapping(work: Path, scale: Scale) -> Row:
         stays_down = time.time()
         outbox = relay.folder / "outbox"
         wait_for(
-            lambda: "DOWN NOW" in (outbox_mails(outbox) or [Received(0, "", "")])[-1].text,
+            lambda: ", down now;" in (outbox_mails(outbox) or [Received(0, "", "")])[-1].text,
             scale.cooldown + 30,
         )
         mails = outbox_mails(outbox)
     last = mails[-1] if mails else None
-    told = last is not None and "DOWN NOW" in last.text
+    told = last is not None and ", down now;" in last.text
     note = (
         f"{len(mails)} mails; last says down now {last.at - stays_down:.1f}s after it "
         f"stayed down (cooldown {scale.cooldown:.0f}s)"
@@ -679,7 +679,7 @@ def disk_full(work: Path, scale: Scale) -> Row:
             for item in alerts[:10]:
                 post_until_stored(relay.url, webhook(item), deadline)
             filler = fs / "filler"
-            with filler.open("wb") as fill, contextlib.suppress(OSError):
+            with contextlib.suppress(OSError), filler.open("wb") as fill:  # close may fail too
                 while True:
                     fill.write(b"\0" * 65536)
                     fill.flush()

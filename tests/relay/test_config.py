@@ -41,6 +41,10 @@ def test_the_example_config_loads_and_the_environment_wins(monkeypatch) -> None:
         ({}, ["--web.listen-address=0.0.0.0:9095"], "auth_token (RELAY_AUTH_TOKEN): required"),
         ({"MAIL_FALLBACK_BACKEND": "smtp"}, [], "when mail_fallback_backend is smtp"),
         ({}, ["--config.file={tmp}/relay.yml"], "buffer_timeout_seconds"),
+        ({"CHART_BUDGET": "0"}, [], "chart_budget (CHART_BUDGET)"),
+        ({"CHART_WINDOW": "an hour"}, [], "chart_window (CHART_WINDOW)"),
+        ({"CHARTS_PER_DIGEST": "0"}, [], "charts_per_digest (CHARTS_PER_DIGEST)"),
+        ({"GRAFANA_URL": "grafana:3000"}, [], "grafana_url (GRAFANA_URL)"),
     ],
 )  # fmt: skip
 def test_a_bad_setting_is_one_line_and_exit_2(tmp_path, env, args, named) -> None:

@@ -23,6 +23,7 @@ RECORDED = [
     "dockpulse:container_memory_percent",
     "dockpulse:container_cpu_threshold_percent",
     "dockpulse:container_memory_threshold_percent",
+    "dockpulse:container_memory_forecast_horizon_seconds",
 ]
 
 
@@ -42,7 +43,7 @@ def test_stopped_container_is_mailed_through_alertmanager(
             name=name,
             detach=True,
             network_mode="none",
-            labels={"dockpulse.cpu_threshold": "75"},
+            labels={"dockpulse.cpu_threshold": "75", "dockpulse.memory_forecast_horizon": "2h"},
         )
         try:
             relay = start_relay()
@@ -69,6 +70,7 @@ def test_stopped_container_is_mailed_through_alertmanager(
     value = {rule: float(found[0]["value"][1]) for rule, found in recorded.items()}
     assert value["dockpulse:container_cpu_threshold_percent"] == 75  # the label's override
     assert value["dockpulse:container_memory_threshold_percent"] == 50  # the default
+    assert value["dockpulse:container_memory_forecast_horizon_seconds"] == 7200  # the label's
     assert 0 <= value["dockpulse:container_cpu_percent"] < 5  # sleep uses no CPU
     assert 0 <= value["dockpulse:container_memory_percent"] < 5  # nor much of the host memory
     assert "ContainerDown" in mail.text

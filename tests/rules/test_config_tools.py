@@ -180,5 +180,5 @@ def test_critical_alerts_go_at_once_and_warnings_are_grouped() -> None:
     critical, warning = routes["relay-critical"], routes["relay-warning"]
     assert critical["group_wait"] == "0s"
     assert critical["group_by"] == ["..."]
-    assert warning["group_by"] == ["alertname", "name"]
+    assert warning["group_by"] == ["alertname", "instance", "name"]
     assert warning["group_wait"] == "5s"

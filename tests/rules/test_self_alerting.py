@@ -117,5 +117,5 @@ def test_relay_alerts_go_by_alertmanager_email_not_through_the_relay(local_stack
     assert reply.status_code == 200
     message = wait_until(lambda: handler.messages, timeout=30)[0]
     assert "RelayDown" in str(message["Subject"])
-    assert message["To"] == "ops@example.com"
+    assert message["To"] == "ops@localhost"
     assert read_outbox(relay.outbox) == []

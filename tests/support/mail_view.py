@@ -1,0 +1,71 @@
+"""A mail as a person sees it: headless Chromium (Debian `chromium`) on the HTML part, with
+its inline images resolved as a mail client resolves them."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from email.message import EmailMessage
+from pathlib import Path
+
+from PIL import Image
+
+from dockpulse_stack.host_packages import ensure_debian_packages
+from tests.support.local_stack import binary
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--force-color-profile=srgb",
+    "--hide-scrollbars",
+]
+
+
+def chromium(tmp_path: Path, *args: str) -> str:
+    """Run headless Chromium (Debian `chromium`, installed when missing) with its own profile;
+    its stdout."""
+    ensure_debian_packages({"chromium": "chromium"})
+    result = subprocess.run(
+        [binary("chromium"), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def html_with_inline_images(message: EmailMessage) -> str:
+    """The HTML part with every `cid:` reference replaced by its related part (a data: URI),
+    which is what a mail client does."""
+    html_part = message.get_body(preferencelist=("html",))
+    assert html_part is not None
+    text = html_part.get_content()
+    related = message.get_body(preferencelist=("related",))
+    assert related is not None, "the HTML part is not multipart/related"
+    for part in related.iter_parts():
+        if part.get_content_maintype() == "image":
+            cid = part["Content-ID"].strip("<>")
+            data = base64.b64encode(part.get_content()).decode()
+            text = text.replace(f"cid:{cid}", f"data:{part.get_content_type()};base64,{data}")
+    return text
+
+
+def find_image(screenshot: Image.Image, picture: Image.Image) -> tuple[int, int] | None:
+    """Where `picture` appears pixel for pixel in `screenshot` (by its middle row), or None."""
+    row = picture.height // 2
+    needle = picture.crop((0, row, picture.width, row + 1)).tobytes()
+    for y in range(screenshot.height):
+        line = screenshot.crop((0, y, screenshot.width, y + 1)).tobytes()
+        x = line.find(needle)
+        while x != -1 and x % 3:
+            x = line.find(needle, x + 1)
+        if x != -1:
+            return x // 3, y - row
+    return None
