@@ -25,7 +25,7 @@ from dockpulse_relay.backends import OutboxBackend
 from dockpulse_relay.config import RelayConfig
 from dockpulse_relay.dispatch import Dispatcher
 from dockpulse_relay.metrics import RelayMetrics
-from dockpulse_relay.store import Store
+from dockpulse_relay.store import open_store
 from tests.helpers import free_port
 from tests.relay.payloads import alert, notification
 from tests.support.local_stack import LocalStack, Service
@@ -74,7 +74,7 @@ def dispatcher(tmp_path: Path, prometheus_url: str, **settings: object) -> Dispa
         buffer_timeout=0.001,
         **settings,
     )
-    store = Store(config.store)
+    store = open_store(config.store)
     return Dispatcher(store, OutboxBackend(config.outbox_dir), config, RelayMetrics(store.depth))
 
 
@@ -187,7 +187,7 @@ def test_silence_links_only_for_an_http_external_url(tmp_path: Path) -> None:
 
 
 def test_the_external_url_is_kept_with_the_alert_and_old_rows_still_load(tmp_path: Path) -> None:
-    store = Store(tmp_path / "relay.db")
+    store = open_store(tmp_path / "relay.db")
     body = notification(memory_alert("web"))
     store.record(parse_notification(json.dumps(body).encode()), time.time())
     (buffered,) = store.buffered(time.time(), warnings_received_before=time.time())
