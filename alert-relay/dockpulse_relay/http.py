@@ -5,24 +5,20 @@ A thread per connection (keep-alive), the stdlib server: a webhook is a small JS
 SQLite commit, so the HTTP layer is the cost that matters and this one is the lightest. A slow
 or idle client cannot hold the server: each request must arrive whole within `read_timeout`
 (a reaper thread cuts connections past their deadline), and at most `max_connections` are
-served at once (more are answered 503 and closed).
+served at once (more are answered 503 and closed): the shared `BoundedHTTPServer`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import json
 import logging
-import socket
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from dockpulse.http_server import BoundedHTTPServer, DeadlineHandler
 from dockpulse_relay.alert_log import AlertLog
 from dockpulse_relay.alerts import PayloadError, parse_notification
 from dockpulse_relay.heartbeat import evaluated_at
@@ -98,6 +94,13 @@ class Webhook:
         return 200, {"status": "heartbeat"}
 
 
+BUSY_REPLY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    b"Retry-After: 1\r\nConnection: close\r\nContent-Length: 35\r\n\r\n"
+    b'{"error": "too many connections"}\r\n'
+)
+
+
 def make_server(
     host: str,
     port: int,
@@ -106,29 +109,17 @@ def make_server(
     store: Store,
     max_connections: int = 64,
     read_timeout: float = 10.0,
-) -> RelayServer:
-    class Handler(BaseHTTPRequestHandler):
+) -> BoundedHTTPServer:
+    class Handler(DeadlineHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: Alertmanager reuses connections
         disable_nagle_algorithm = True
         wbufsize = 64 * 1024  # headers and body leave in one send, flushed per request
-        timeout = read_timeout  # no single read waits longer (the reaper bounds the total)
-
-        def handle_one_request(self) -> None:
-            server.deadlines[self] = time.monotonic() + read_timeout  # idle or slow: cut off
-            try:
-                super().handle_one_request()
-            finally:
-                server.deadlines.pop(self, None)
-
-        def _request_read(self) -> None:
-            """The whole request is in: from here on the server's own work takes its time."""
-            server.deadlines.pop(self, None)
 
         def do_POST(self) -> None:
             path = self.path.split("?", 1)[0]
             if path not in ("/webhook", "/heartbeat"):
                 self._discard_body()
-                self._request_read()
+                self.request_read()
                 self._json(404, {"error": "not found"})
                 return
             code, reply = self._webhook(webhook.heartbeat if path == "/heartbeat" else None)
@@ -139,7 +130,7 @@ def make_server(
             self, receive: Callable[[bytes], tuple[int, dict[str, object]]] | None = None
         ) -> tuple[int, dict[str, object]]:
             if not webhook.authorized(self.headers.get("Authorization")):
-                self._request_read()
+                self.request_read()
                 self.close_connection = True
                 return 401, {"error": "missing or wrong bearer token"}
             length = self.headers.get("Content-Length")
@@ -150,14 +141,14 @@ def make_server(
                 self.close_connection = True
                 return 413, {"error": f"body larger than {webhook.max_body_bytes} bytes"}
             body = self.rfile.read(int(length))
-            self._request_read()
+            self.request_read()
             if len(body) < int(length):
                 self.close_connection = True
                 return 400, {"error": "body shorter than Content-Length"}
             return (receive or webhook.receive)(body)
 
         def do_GET(self) -> None:
-            self._request_read()
+            self.request_read()
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 self._reply(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
@@ -195,63 +186,4 @@ def make_server(
         def log_message(self, format: str, *args: object) -> None:
             return  # one line per webhook would drown the log; metrics count them
 
-    server = RelayServer((host, port), Handler, max_connections)
-    return server
-
-
-BUSY_REPLY = (
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-    b"Retry-After: 1\r\nConnection: close\r\nContent-Length: 35\r\n\r\n"
-    b'{"error": "too many connections"}\r\n'
-)
-
-
-class RelayServer(ThreadingHTTPServer):
-    """Threads per connection, at most `max_connections` of them; deadlines enforced."""
-
-    daemon_threads = True
-    request_queue_size = 128  # many Alertmanager replicas and clients may connect at once
-
-    def __init__(self, address: tuple[str, int], handler: Any, max_connections: int) -> None:
-        super().__init__(address, handler)
-        self.slots = threading.BoundedSemaphore(max_connections)
-        self.deadlines: dict[BaseHTTPRequestHandler, float] = {}
-        self.rejected = 0
-        threading.Thread(target=self._reap, name="http-reaper", daemon=True).start()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.slots.acquire(blocking=False):
-            self.rejected += 1
-            try:
-                request.settimeout(1.0)
-                request.sendall(BUSY_REPLY)
-            except OSError:
-                pass
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self.slots.release()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.slots.release()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that timed out or went away: nothing to print a stack trace about."""
-        log.debug("connection from %s ended with an error", client_address, exc_info=True)
-
-    def _reap(self) -> None:
-        """Shut the sockets of requests past their deadline (slow-loris, idle keep-alive)."""
-        while True:
-            time.sleep(0.25)
-            now = time.monotonic()
-            for handler, deadline in list(self.deadlines.items()):
-                if deadline < now:
-                    self.deadlines.pop(handler, None)
-                    with contextlib.suppress(OSError):
-                        handler.connection.shutdown(socket.SHUT_RDWR)
+    return BoundedHTTPServer((host, port), Handler, max_connections, read_timeout, BUSY_REPLY)
