@@ -15,12 +15,10 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
-import psycopg2
 import pytest
 import requests
 from aiosmtpd.controller import Controller
@@ -141,19 +139,6 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
 
 
-def create_database(server: PostgresServer) -> str:
-    """A fresh, empty database on `server`; its URL."""
-    name = f"relay_{uuid.uuid4().hex[:12]}"
-    connection = psycopg2.connect(server.url())
-    connection.autocommit = True  # CREATE DATABASE runs outside a transaction
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE {name}")
-    finally:
-        connection.close()
-    return server.url(name)
-
-
 @pytest.fixture
 def relay_store(request: pytest.FixtureRequest) -> Callable[[Path], str]:
     """RELAY_STORE for a relay folder: its SQLite file, or its own PostgreSQL database."""
@@ -164,7 +149,7 @@ def relay_store(request: pytest.FixtureRequest) -> Callable[[Path], str]:
 
     def database(folder: Path) -> str:
         if folder not in databases:
-            databases[folder] = create_database(server)
+            databases[folder] = server.create_database()
         return databases[folder]
 
     return database

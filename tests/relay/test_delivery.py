@@ -4,21 +4,16 @@ document them (only a message's own refusal dead-letters it), and the fallback b
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
-import boto3
 import pytest
 import requests
 
 from dockpulse_relay.backends import AccountError, PermanentError, TransientError, classify_ses
 from tests.helpers import free_port, value, wait_for_samples, wait_until
+from tests.relay.chaos_scenarios import moto_with_iam as moto_in_iam_mode
 from tests.relay.payloads import alert, notification
 from tests.relay.smtp_support import Mailbox, SlowMailbox, smtp_env, smtp_server
-from tests.support.local_stack import stop_process
 
 SENDER = "alerts@dockpulse.example"
 
@@ -97,43 +92,10 @@ def test_a_delivery_attempt_that_hangs_is_cut_off(start_relay, certificate) -> N
 
 @pytest.fixture(scope="module")
 def moto_with_iam(tmp_path_factory) -> Iterator[tuple[str, dict[str, str]]]:
-    """A moto server that checks credentials (INITIAL_NO_AUTH_ACTION_COUNT: moto's IAM mode):
-    an IAM user with a key allowed to send, and a verified sender. Yields (url, its key)."""
-    port = free_port()
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
-        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: requests.get(f"{url}/moto-api/", timeout=2).ok)
-        settings = {"region_name": "eu-west-1", "endpoint_url": url}
-        iam = boto3.client("iam", aws_access_key_id="a", aws_secret_access_key="a", **settings)
-        iam.create_user(UserName="relay")
-        iam.put_user_policy(
-            UserName="relay",
-            PolicyName="send",
-            PolicyDocument='{"Version": "2012-10-17", "Statement": [{"Effect": "Allow",'
-            ' "Action": "ses:*", "Resource": "*"}]}',
-        )
-        key = iam.create_access_key(UserName="relay")["AccessKey"]
-        credentials = {
-            "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
-            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
-        }
-        boto3.client(
-            "sesv2",
-            aws_access_key_id=key["AccessKeyId"],
-            aws_secret_access_key=key["SecretAccessKey"],
-            **settings,
-        ).create_email_identity(EmailIdentity=SENDER)
-        yield url, credentials
-    finally:
-        stop_process(process)
-        log.close()
+    """A moto server that checks credentials (moto's IAM mode): an IAM user with a key allowed
+    to send, and a verified sender. Yields (url, its key)."""
+    with moto_in_iam_mode(tmp_path_factory.mktemp("moto")) as server:
+        yield server
 
 
 def moto_sent(url: str) -> list[str]:

@@ -14,7 +14,7 @@ import requests
 
 from dockpulse_relay.store import describe_store
 from tests.helpers import value, wait_until
-from tests.relay.conftest import create_database, text_of
+from tests.relay.conftest import text_of
 from tests.relay.payloads import alert, notification
 from tests.support.postgres import PostgresServer
 
@@ -65,7 +65,7 @@ def test_two_replicas_mail_each_alert_once(start_relay, relay_store, tmp_path) -
 
 def test_the_database_away_is_a_503_and_nothing_is_lost(start_relay) -> None:
     with PostgresServer() as server:
-        relay = start_relay(RELAY_STORE=create_database(server))
+        relay = start_relay(RELAY_STORE=server.create_database())
         assert relay.post(notification(alert("ContainerDown", "before"))).status_code == 200
         wait_until(lambda: "before" in mailed(relay))
 

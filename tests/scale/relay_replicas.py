@@ -78,17 +78,6 @@ class Failover:
         ]
 
 
-def create_database(server: PostgresServer, name: str) -> str:
-    connection = psycopg2.connect(server.url())
-    connection.autocommit = True  # CREATE DATABASE runs outside a transaction
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE {name}")
-    finally:
-        connection.close()
-    return server.url(name)
-
-
 def query(url: str, sql: str, *parameters: object) -> list[tuple]:
     connection = psycopg2.connect(url)
     try:
@@ -143,7 +132,7 @@ def relay_failover(
     timeout: float = 120.0,
 ) -> Failover:
     """The burst with one replica killed and one peer stopped; what arrived, counted."""
-    database = create_database(postgres, f"replicas_{free_port()}")
+    database = postgres.create_database()
     mailbox = PacedMailbox(smtp_delay)
     certificate = make_certificate(work_dir)
     controller = smtp_server(mailbox, certificate)

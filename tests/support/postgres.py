@@ -16,8 +16,11 @@ import signal
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
+
+import psycopg2
 
 from dockpulse_stack.host_packages import ensure_debian_packages
 from tests.helpers import free_port
@@ -48,6 +51,18 @@ class PostgresServer:
     def url(self, database: str = "postgres") -> str:
         """A libpq URL for `database` as the superuser (trust authentication, no password)."""
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str | None = None) -> str:
+        """A fresh, empty database (named `name`, else a new name); its URL."""
+        name = name or f"db_{uuid.uuid4().hex[:12]}"
+        connection = psycopg2.connect(self.url())
+        connection.autocommit = True  # CREATE DATABASE runs outside a transaction
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f"CREATE DATABASE {name}")
+        finally:
+            connection.close()
+        return self.url(name)
 
     def _run_as(self) -> dict[str, Any]:
         """Popen arguments that drop root to the `postgres` user (no-op when not root)."""
