@@ -268,6 +268,19 @@ def relay_process(folder: Path, **env: str) -> Iterator[RelayProcess]:
 # --- SES: moto behind a gate that can be closed (unreachable) --------------------------------
 
 
+def forward_post(handler: http.server.BaseHTTPRequestHandler, upstream: str, body: bytes) -> None:
+    """Pass a POST on to `upstream` (moto) and its answer back, AWS error type included."""
+    headers = {k: v for k, v in handler.headers.items() if k.lower() != "host"}
+    reply = requests.post(upstream + handler.path, data=body, headers=headers, timeout=10)
+    handler.send_response(reply.status_code)
+    for name in ("Content-Type", "x-amzn-ErrorType"):
+        if name in reply.headers:
+            handler.send_header(name, reply.headers[name])
+    handler.send_header("Content-Length", str(len(reply.content)))
+    handler.end_headers()
+    handler.wfile.write(reply.content)
+
+
 class SesGate:
     """An HTTP forwarder to moto on a fixed port; `close()` makes SES unreachable (connection
     refused), `open()` brings it back."""
@@ -288,15 +301,7 @@ class SesGate:
         class Forward(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                reply = requests.post(upstream + self.path, data=body, headers=headers, timeout=10)
-                self.send_response(reply.status_code)
-                for name in ("Content-Type", "x-amzn-ErrorType"):
-                    if name in reply.headers:
-                        self.send_header(name, reply.headers[name])
-                self.send_header("Content-Length", str(len(reply.content)))
-                self.end_headers()
-                self.wfile.write(reply.content)
+                forward_post(self, upstream, body)
 
             def log_message(self, format: str, *args: object) -> None:
                 return

@@ -20,6 +20,7 @@ import requests
 from moto.server import ThreadedMotoServer
 
 from tests.helpers import value, wait_for_samples, wait_until
+from tests.relay.chaos_scenarios import forward_post
 from tests.relay.payloads import alert, notification
 
 # Not store-sensitive (SES errors): the SQLite store only.
@@ -101,15 +102,7 @@ class FlakySes:
                         self.end_headers()
                         self.wfile.write(payload)
                         return
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                reply = requests.post(upstream + self.path, data=body, headers=headers, timeout=10)
-                self.send_response(reply.status_code)
-                for name in ("Content-Type", "x-amzn-ErrorType"):
-                    if name in reply.headers:
-                        self.send_header(name, reply.headers[name])
-                self.send_header("Content-Length", str(len(reply.content)))
-                self.end_headers()
-                self.wfile.write(reply.content)
+                forward_post(self, upstream, body)
 
             def log_message(self, format: str, *args: object) -> None:
                 return
