@@ -8,7 +8,7 @@ is byte-for-byte what `prometheus_client.generate_latest` writes for the same fa
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from math import copysign
 
@@ -115,9 +115,14 @@ class LineCache:
 
 def render_families(families: Iterable[Family], lines: LineCache | None = None) -> bytes:
     """The families as exposition text (UTF-8), as generate_latest writes them."""
-    out: list[bytes] = []
+    return b"".join(render_by_family(families, lines))
+
+
+def render_by_family(families: Iterable[Family], lines: LineCache | None = None) -> Iterator[bytes]:
+    """The same text, one family at a time (a consumer never holds the whole of it)."""
     lines = lines or LineCache()
     for family in families:
+        out: list[bytes] = []
         family.render(out, lines)
+        yield b"".join(out)
     lines.turn()
-    return b"".join(out)
