@@ -18,6 +18,7 @@ from dockpulse_exporter.collector import ContainerMetrics, ExporterCollector
 from dockpulse_exporter.config import DEFAULT_LISTEN_ADDRESS, ExporterConfig, load_config
 from dockpulse_exporter.docker_watch import DockerWatcher
 from dockpulse_exporter.exposition import Exposition
+from dockpulse_exporter.gc_pauses import LongLivedObjects
 from dockpulse_exporter.http import make_server
 from dockpulse_exporter.machine import FilesystemSampler
 from dockpulse_exporter.probes import ProbeRunner
@@ -81,11 +82,12 @@ class Exporter:
             config.docker_root_dir,
             config.proc_root,
         )
+        self.long_lived = LongLivedObjects()
         self.sampler = Sampler(
             self.watcher,
             cgroups,
             config.refresh_interval,
-            on_refresh=self.exposition.update_containers,
+            on_refresh=self._on_refresh,
             filesystem=self.filesystem,
             proc_root=config.proc_root,
         )
@@ -96,6 +98,10 @@ class Exporter:
             config.http_read_timeout,
             config.http_max_connections,
         )
+
+    def _on_refresh(self) -> None:
+        self.exposition.update_containers()
+        self.long_lived.settle()
 
     def _on_docker_change(self) -> None:
         self.sampler.request_refresh()
