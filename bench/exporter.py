@@ -29,16 +29,12 @@ from pathlib import Path
 
 import docker
 import requests
-from prometheus_client import CollectorRegistry
 
-from dockpulse_exporter.cgroups import CgroupReader
-from dockpulse_exporter.collector import ContainerMetrics
 from dockpulse_exporter.docker_watch import DockerWatcher
-from dockpulse_exporter.exposition import Exposition
-from dockpulse_exporter.sampler import Sampler
 from dockpulse_exporter.stats_api import StatsApiReader
 from dockpulse_stack.engine import Engine, start_private_dockerd
 from dockpulse_stack.rootfs import busybox_image
+from tests.support.exporter import exporter_in_process
 from tests.support.local_stack import LocalStack
 
 BENCH_LABEL = "dockpulse.bench"
@@ -73,33 +69,20 @@ def remove_containers(engine: Engine, run_id: str) -> None:
 
 def time_cycle(engine: Engine, count: int, repeats: int) -> dict[str, float]:
     """Median milliseconds of each phase of the whole cycle, and of the cycle itself."""
-    watcher = DockerWatcher(engine.host, resync_interval=60, on_change=lambda: None)
-    with closing(engine.client()) as client:
-        watcher.resync(client.api)  # one full listing, as at start-up
-    sampler = Sampler(
-        watcher,
-        CgroupReader(Path("/sys/fs/cgroup"), Path("/proc")),
-        interval=5,
-        proc_root=Path("/proc"),
-    )
-    metrics = ContainerMetrics()
-    exposition = Exposition(
-        lambda: metrics.families(sampler.snapshot), rest=CollectorRegistry(auto_describe=False)
-    )
-    sampler.on_refresh = exposition.update_containers
-    sampler.refresh()  # locate cgroups once, as in steady state
-    running = sum(1 for sample in sampler.snapshot.samples if sample.usage is not None)
-    if running < count:
-        raise SystemExit(f"only {running} of {count} containers had readable usage")
-    phases: dict[str, list[float]] = {"read": [], "render": [], "compress": [], "cycle": []}
-    for _ in range(repeats):
-        started = time.perf_counter()
-        snapshot = sampler.refresh()
-        phases["cycle"].append(time.perf_counter() - started)
-        phases["read"].append(snapshot.refresh_seconds)
-        for phase, seconds in exposition.phase_seconds.items():
-            phases[phase].append(seconds)
-    sampler.stop()
+    with exporter_in_process(engine.host) as exporter:  # one full listing, as at start-up
+        sampler, exposition = exporter.sampler, exporter.exposition
+        sampler.refresh()  # locate cgroups once, as in steady state
+        running = sum(1 for sample in sampler.snapshot.samples if sample.usage is not None)
+        if running < count:
+            raise SystemExit(f"only {running} of {count} containers had readable usage")
+        phases: dict[str, list[float]] = {"read": [], "render": [], "compress": [], "cycle": []}
+        for _ in range(repeats):
+            started = time.perf_counter()
+            snapshot = sampler.refresh()
+            phases["cycle"].append(time.perf_counter() - started)
+            phases["read"].append(snapshot.refresh_seconds)
+            for phase, seconds in exposition.phase_seconds.items():
+                phases[phase].append(seconds)
     return {phase: 1000 * statistics.median(values) for phase, values in phases.items()}
 
 

@@ -8,20 +8,13 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing
-from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 
-from dockpulse_exporter.cgroups import CgroupReader
-from dockpulse_exporter.collector import ContainerMetrics
-from dockpulse_exporter.docker_watch import DockerWatcher
-from dockpulse_exporter.exposition import Exposition
 from dockpulse_exporter.gc_pauses import LongLivedObjects
-from dockpulse_exporter.sampler import Sampler
 from dockpulse_stack.engine import Engine
+from tests.support.exporter import exporter_in_process
 
 
 @pytest.fixture
@@ -44,28 +37,15 @@ def test_a_refresh_and_its_render_make_no_reference_cycles(
     run_container("sleep 300", mem_limit="64m")
     run_container("while true; do echo x > /tmp/x; done")  # usage changes at every refresh
     run_container("exit 3").wait(timeout=30)
-    watcher = DockerWatcher(engine.host, resync_interval=60, on_change=lambda: None)
-    with closing(engine.client()) as client:
-        watcher.resync(client.api)
-    sampler = Sampler(
-        watcher,
-        CgroupReader(Path("/sys/fs/cgroup"), Path("/proc")),
-        interval=5,
-        proc_root=Path("/proc"),
-    )
-    metrics = ContainerMetrics()
-    exposition = Exposition(
-        lambda: metrics.families(sampler.snapshot), CollectorRegistry(auto_describe=False)
-    )
-    sampler.on_refresh = exposition.update_containers
-    sampler.refresh()
-    assert sum(s.usage is not None for s in sampler.snapshot.samples) >= 2
-    gc.collect()  # start-up made what it made; from here on only refreshes run
-    for _ in range(5):
-        sampler.refresh()
-        time.sleep(0.05)
-    sampler.stop()
-    assert gc.collect() == 0, [type(o).__name__ for o in gc.garbage[:20]]
+    with exporter_in_process(engine.host) as exporter:
+        exporter.long_lived = LongLivedObjects(thaw_every=0)  # never freeze: see everything
+        exporter.sampler.refresh()
+        assert sum(s.usage is not None for s in exporter.sampler.snapshot.samples) >= 2
+        gc.collect()  # start-up made what it made; from here on only refreshes run
+        for _ in range(5):
+            exporter.sampler.refresh()
+            time.sleep(0.05)
+        assert gc.collect() == 0, [type(o).__name__ for o in gc.garbage[:20]]
 
 
 def test_settle_freezes_after_each_refresh_and_thaws_once_per_period(
