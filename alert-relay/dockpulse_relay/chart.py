@@ -36,6 +36,7 @@ DEFAULT_WINDOW_SECONDS = 3600.0
 DEFAULT_BUDGET_SECONDS = 2.0
 RENDER_ALLOWANCE_SECONDS = 0.4  # of the budget, kept for drawing the PNG
 CANCEL_POLL_SECONDS = 0.05  # how soon a cancelled fetch is given up
+SECONDS_ON_AXIS_UNDER = 600.0  # a window this short has seconds on its time axis
 LEFT_OUT_FOR_CRITICAL = "graph left out: a critical alert came in and was mailed first"
 POINTS = 240  # samples per series: enough for 600 px, small enough to be quick
 MAX_SERIES = 6
@@ -305,7 +306,8 @@ def render(
     elif fired_at is not None and fired_at < start:
         axes.plot([], [], color=FIRED_COLOUR, label=f"firing since {fired_at:%Y-%m-%d %H:%M}")
     axes.set_xlim(start, end)
-    axes.xaxis.set_major_formatter(DateFormatter("%H:%M"))
+    short = (end - start).total_seconds() <= SECONDS_ON_AXIS_UNDER
+    axes.xaxis.set_major_formatter(DateFormatter("%H:%M:%S" if short else "%H:%M"))
     axes.set_xlabel(f"{start:%Y-%m-%d} UTC", fontsize=8)
     if unit == "bytes":
         axes.yaxis.set_major_formatter(FuncFormatter(_format_iec))
