@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,6 +35,9 @@ from dockpulse_relay.alerts import Alert
 DEFAULT_WINDOW_SECONDS = 3600.0
 DEFAULT_BUDGET_SECONDS = 2.0
 RENDER_ALLOWANCE_SECONDS = 0.4  # of the budget, kept for drawing the PNG
+CANCEL_POLL_SECONDS = 0.05  # how soon a cancelled fetch is given up
+SECONDS_ON_AXIS_UNDER = 600.0  # a window this short has seconds on its time axis
+LEFT_OUT_FOR_CRITICAL = "graph left out: a critical alert came in and was mailed first"
 POINTS = 240  # samples per series: enough for 600 px, small enough to be quick
 MAX_SERIES = 6
 SIZE_INCHES = (6.0, 2.6)
@@ -83,6 +87,21 @@ class Chart:
 
 class ChartUnavailable(Exception):
     """No chart for this alert; the message is the line the mail shows."""
+
+
+def _result(future: Future[Any], seconds: float, cancel: threading.Event | None) -> Any:
+    """`future.result` within `seconds`; ChartUnavailable as soon as `cancel` is set."""
+    deadline = time.monotonic() + max(seconds, 0.01)
+    while True:
+        remaining = deadline - time.monotonic()
+        if cancel is not None and cancel.is_set():
+            raise ChartUnavailable(LEFT_OUT_FOR_CRITICAL)
+        try:
+            wait = remaining if cancel is None else min(remaining, CANCEL_POLL_SECONDS)
+            return future.result(timeout=max(wait, 0.0))
+        except FutureTimeout:
+            if time.monotonic() >= deadline:
+                raise
 
 
 def expression_from_generator_url(url: str) -> str | None:
@@ -287,7 +306,8 @@ def render(
     elif fired_at is not None and fired_at < start:
         axes.plot([], [], color=FIRED_COLOUR, label=f"firing since {fired_at:%Y-%m-%d %H:%M}")
     axes.set_xlim(start, end)
-    axes.xaxis.set_major_formatter(DateFormatter("%H:%M"))
+    short = (end - start).total_seconds() <= SECONDS_ON_AXIS_UNDER
+    axes.xaxis.set_major_formatter(DateFormatter("%H:%M:%S" if short else "%H:%M"))
     axes.set_xlabel(f"{start:%Y-%m-%d} UTC", fontsize=8)
     if unit == "bytes":
         axes.yaxis.set_major_formatter(FuncFormatter(_format_iec))
@@ -334,11 +354,12 @@ def alert_chart(
     budget: float = DEFAULT_BUDGET_SECONDS,
     now: float | None = None,
     session: requests.Session | None = None,
+    cancel: threading.Event | None = None,
 ) -> Chart:
     """The chart of `alert` over the last `window` seconds, or the reason there is none.
 
     Never takes much longer than `budget` seconds: both queries run at once and are abandoned
-    when the budget (less a moment kept for drawing) is spent.
+    when the budget (less a moment kept for drawing) is spent, or as soon as `cancel` is set.
     """
     _check_positive(window=window, budget=budget)
     began = time.monotonic()
@@ -364,7 +385,7 @@ def alert_chart(
         results = []
         for future in futures:
             remaining = fetch_budget - (time.monotonic() - began)
-            results.append(future.result(timeout=max(remaining, 0.01)))
+            results.append(_result(future, remaining, cancel))
     except (FutureTimeout, requests.Timeout):
         return Chart(None, f"graph unavailable: Prometheus did not answer within {budget:.2g} s")
     except requests.ConnectionError:
@@ -409,11 +430,13 @@ def alert_charts(
     budget: float = DEFAULT_BUDGET_SECONDS,
     max_charts: int = 10,
     now: float | None = None,
+    cancel: threading.Event | None = None,
 ) -> list[Chart]:
     """One chart (or reason) per alert of a digest, all within one `budget`, in order.
 
     Alerts past `max_charts`, or reached when too little of the budget is left, get a reason
-    instead: a stuck Prometheus costs the digest `budget` once, not once per alert.
+    instead: a stuck Prometheus costs the digest `budget` once, not once per alert. Once
+    `cancel` is set, the chart being fetched and the ones not yet drawn get a reason too.
     """
     _check_positive(window=window, budget=budget, max_charts=max_charts)
     deadline = time.monotonic() + budget
@@ -424,6 +447,8 @@ def alert_charts(
             if index >= max_charts:
                 reason = f"graph left out: a mail carries at most {max_charts} graphs"
                 charts.append(Chart(None, reason))
+            elif cancel is not None and cancel.is_set():
+                charts.append(Chart(None, LEFT_OUT_FOR_CRITICAL))
             elif remaining < RENDER_ALLOWANCE_SECONDS + 0.1:
                 reason = f"graph unavailable: the mail's {budget:g} s for graphs were spent"
                 charts.append(Chart(None, reason))
@@ -436,6 +461,7 @@ def alert_charts(
                         budget=remaining,
                         now=now,
                         session=session,
+                        cancel=cancel,
                     )
                 )
     return charts

@@ -26,7 +26,12 @@ import time
 from dataclasses import dataclass, replace
 
 from dockpulse_relay.backends import AccountError, Backend, DeliveryError, PermanentError
-from dockpulse_relay.chart import RENDER_ALLOWANCE_SECONDS, Chart, alert_charts
+from dockpulse_relay.chart import (
+    LEFT_OUT_FOR_CRITICAL,
+    RENDER_ALLOWANCE_SECONDS,
+    Chart,
+    alert_charts,
+)
 from dockpulse_relay.config import RelayConfig
 from dockpulse_relay.digest import MailPlan, plan_mails
 from dockpulse_relay.heartbeat import heartbeat_mail, is_stale
@@ -109,6 +114,7 @@ class Dispatcher:
         self._wake = {URGENT.name: threading.Event(), BULK.name: threading.Event()}
         self._stop = threading.Event()
         self._last_purge = 0.0
+        self._others_deferred = False  # the last pass left its non-critical mails for the next
         # Sent, but the store could not record it (disk full): never sent again for that.
         self._unrecorded: dict[int, float] = {}
 
@@ -192,6 +198,9 @@ class Dispatcher:
 
     def _plan(self, now: float) -> None:
         config = self.config
+        # From here on, a critical alert that comes in wakes the planner again: it cuts this
+        # pass's digest graphs short (see below). One already stored is in `buffered`.
+        self._wake_planner.clear()
         buffered = self.store.buffered(now, warnings_received_before=now - config.buffer_timeout)
         if not buffered:
             return
@@ -210,7 +219,11 @@ class Dispatcher:
             return
         # Graphs are fetched before the store is written (no transaction held meanwhile), all
         # of this pass's within one budget; critical mails are queued before the others' graphs
-        # are fetched, so a digest's graphs never delay them.
+        # are fetched, so a digest's graphs never delay them. Nor do they delay a critical alert
+        # that comes in meanwhile: when one has arrived before the others' graphs are started,
+        # the others wait for the next pass, still buffered (once); when one arrives while they are
+        # fetched, the graphs not drawn yet are left out (the mail says so) and the others go.
+        # So a critical alert waits for at most one budget: its own graphs.
         deadline = time.monotonic() + config.chart_budget
         urgent = [item for item in plan.mails if item.priority <= URGENT.priorities[1]]
         others = [item for item in plan.mails if item.priority > URGENT.priorities[1]]
@@ -219,8 +232,12 @@ class Dispatcher:
         self.store.enqueue(mails, suppressed, now, plan.held)
         if mails:
             self._wake_lanes(URGENT)
-        if others:  # a crash before this commit leaves their alerts buffered: planned again
-            later = self._compose_all(others, now, deadline)
+        if others and self._wake_planner.is_set() and not self._others_deferred:
+            self._others_deferred = True  # once: a stream of critical alerts never starves them
+            log.info("a critical alert came in: %d other mails wait for the next pass", len(others))
+        elif others:  # a crash before this commit leaves their alerts buffered: planned again
+            self._others_deferred = False
+            later = self._compose_all(others, now, deadline, cancel=self._wake_planner)
             self.store.enqueue(later, [], now)
             mails += later
         for reason, ids in plan.suppressed.items():
@@ -234,18 +251,27 @@ class Dispatcher:
                 log.info("queued %s mail %s: %s", mail.kind, mail.message_id, mail.subject)
         self._wake_lanes()
 
-    def _compose_all(self, plans: list[MailPlan], now: float, deadline: float) -> list[NewMail]:
-        charts = self._charts(plans, deadline)
+    def _compose_all(
+        self,
+        plans: list[MailPlan],
+        now: float,
+        deadline: float,
+        cancel: threading.Event | None = None,
+    ) -> list[NewMail]:
+        charts = self._charts(plans, deadline, cancel)
         return [
             mail
             for item, item_charts in zip(plans, charts, strict=True)
             for mail in self._compose(item, now, item_charts)
         ]
 
-    def _charts(self, plans: list[MailPlan], deadline: float) -> list[list[Chart | None]]:
+    def _charts(
+        self, plans: list[MailPlan], deadline: float, cancel: threading.Event | None = None
+    ) -> list[list[Chart | None]]:
         """Each firing alert's chart (None for the others), all by `deadline` (monotonic):
         Prometheus slow or down delays the mails by the budget at most, and is a reason in
-        the mail. Never an error."""
+        the mail. Once `cancel` is set, the graphs not drawn yet are left out. Never an
+        error."""
         config = self.config
         found: list[list[Chart | None]] = []
         for plan in plans:
@@ -256,6 +282,9 @@ class Dispatcher:
             remaining = deadline - time.monotonic()
             if not firing:
                 pass
+            elif cancel is not None and cancel.is_set():
+                for index in firing:
+                    charts[index] = Chart(None, LEFT_OUT_FOR_CRITICAL)
             elif remaining < RENDER_ALLOWANCE_SECONDS + 0.1:
                 spent = f"graph unavailable: the {config.chart_budget:g} s for graphs were spent"
                 for index in firing:
@@ -269,6 +298,7 @@ class Dispatcher:
                         window=config.chart_window,
                         budget=remaining,
                         max_charts=config.charts_per_digest,
+                        cancel=cancel,
                     )
                 except Exception as exc:  # a chart is never worth a mail
                     log.exception("charts for a %s mail failed", plan.kind)

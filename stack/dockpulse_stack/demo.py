@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
@@ -257,10 +258,15 @@ def stress(profile: str, duration: str, workers: int = 0) -> int:
     env_file = DEMO_DIR / "compose.env"
     if host is None or not env_file.exists():
         raise StackError("the demo stack is not running: start it with `make demo`")
-    stack = Stack(host, env_file, profiles=("stress",))
+    run_stress(Stack(host, env_file), profile, duration, workers)
+    return 0
+
+
+def run_stress(stack: Stack, profile: str, duration: str, workers: int = 0) -> None:
+    """`stack`'s `stress-generator` service once, in the foreground, until the run ends."""
     print(f"dockpulse: {profile} load for {duration}; watch it at http://127.0.0.1:8089/")
     sys.stdout.flush()
     environment = ["-e", f"STRESS_LEVEL={profile}", "-e", f"LOCUST_RUN_TIME={duration}"]
     environment += ["-e", f"LOADTEST_WORKERS={workers}"]
+    stack = replace(stack, profiles=(*stack.profiles, "stress"))
     stack.run("run", "--rm", *environment, "stress-generator")
-    return 0

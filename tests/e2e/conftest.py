@@ -5,8 +5,10 @@ throwaway PostgreSQL; `dockpulse-exporter` watches it and probes its /health; th
 Prometheus, Alertmanager and relay (outbox backend) run as local processes. Every config is the
 repository's file with ports and paths changed and, for the test only, shorter timings: 1 s
 scrapes and evaluations, ContainerHighCpu `for` 5 s (2 min shipped), ProbeFailed `for` 2 s
-(10 s), Alertmanager group waits and intervals of at most 1 s, the relay's test timings, and a
-CPU threshold of 10 % on the webapp (Docker label), so its 1-minute average crosses it sooner.
+(10 s), ContainerMemoryExhaustionPredicted `for` 1 s (15 min), Alertmanager group waits and
+intervals of at most 1 s, the relay's test timings, and a CPU threshold of 10 % on the webapp
+(Docker label), so its 1-minute average crosses it sooner. Every container named
+`<prefix>-...` is watched (`MonitoredStack.prefix`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,11 @@ from tests.support.local_stack import (
 from tests.support.postgres import PostgresServer
 from tests.support.webapp_container import WebappContainer, webapp_image
 
-TEST_ALERT_FOR = {"ContainerHighCpu": "5s", "ProbeFailed": "2s"}
+TEST_ALERT_FOR = {
+    "ContainerHighCpu": "5s",
+    "ProbeFailed": "2s",
+    "ContainerMemoryExhaustionPredicted": "1s",
+}
 TEST_CPU_THRESHOLD_PERCENT = 10
 TEST_PROBE = {"interval": "1s", "timeout": "1s"}
 
@@ -50,6 +56,7 @@ class MonitoredStack:
     relay: Relay
     work_dir: Path
     alertmanager_url: str = ""  # also its --web.external-url: the mails' silence links
+    prefix: str = ""  # containers named `<prefix>-...` are watched
 
 
 @pytest.fixture(scope="module")
@@ -91,4 +98,6 @@ def stack(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         seen = f'dockpulse:probe_container_info{{name="{webapp.name}"}}'
         wait_until(lambda: query(prometheus.url, seen), timeout=30)
         wait_until(lambda: query(prometheus.url, "probe_success == 1"), timeout=30)
-        yield MonitoredStack(webapp, database, prometheus, relay, work_dir, alertmanager_url)
+        yield MonitoredStack(
+            webapp, database, prometheus, relay, work_dir, alertmanager_url, prefix
+        )

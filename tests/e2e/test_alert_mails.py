@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
+import re
+import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
+from dockpulse_stack.engine import Engine
 from tests.e2e.conftest import TEST_CPU_THRESHOLD_PERCENT, MonitoredStack
 from tests.helpers import scrape, value, wait_until
 from tests.loadtest.conftest import start_locust
@@ -97,3 +103,62 @@ def test_stopped_database_fails_health_and_the_probe_alert_is_mailed(stack: Moni
     assert mail.subject == f"[CRITICAL] 1 alert: ProbeFailed ({stack.webapp.name})"
     assert "Health probe webapp is failing" in mail.text
     assert f"{stack.webapp.url}/health" in mail.text
+
+
+# Grows by 1 MiB every 0.25 s (written, so it counts) until the OOM killer stops it.
+LEAK = """
+import time
+held = []
+while True:
+    held.append(b"\\x01" * (1 << 20))
+    time.sleep(0.25)
+"""
+
+
+def test_a_leaking_container_is_warned_about_before_the_oom_kill(
+    stack: MonitoredStack, engine: Engine, python_base: str
+) -> None:
+    """ContainerMemoryExhaustionPredicted, with the container's own horizon (Docker label),
+    mailed while the container still runs, before the OOM killer ends it."""
+    name = f"{stack.prefix}-leak"
+    started = time.time()
+    docker = ["docker", "run", "--detach", "--name", name, "--network=none"]
+    docker += ["--memory=80m", "--memory-swap=80m"]  # no swap: the limit is the limit
+    docker += ["--label=dockpulse.memory_forecast_horizon=15s"]
+    run = subprocess.run(
+        [*docker, python_base, "python3", "-c", LEAK],
+        env=engine.env(),
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+
+    def state() -> dict[str, Any]:
+        inspect = subprocess.run(
+            ["docker", "inspect", "--format", "{{json .State}}", name],
+            env=engine.env(),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return json.loads(inspect.stdout)
+
+    try:
+        mail = wait_for_mail(
+            stack.relay.outbox, "ContainerMemoryExhaustionPredicted", name, since=started
+        )
+        ended = wait_until(lambda: (found := state())["Running"] is False and found, timeout=60)
+        oom = f'container_oom_killed{{name="{name}"}} == 1'
+        wait_until(lambda: query(stack.prometheus.url, oom), timeout=30)  # the exporter saw it
+    finally:
+        subprocess.run(["docker", "rm", "--force", name], env=engine.env(), capture_output=True)
+
+    assert ended["OOMKilled"] is True, ended
+    killed_at = datetime.fromisoformat(ended["FinishedAt"]).timestamp()
+    fired = re.search(r"^Started: +(\S+)", mail.text, re.MULTILINE)
+    assert fired, mail.text
+    fired_at = datetime.fromisoformat(fired.group(1)).timestamp()
+    assert fired_at < mail.arrived < killed_at, (fired_at, mail.arrived, killed_at)
+    assert mail.subject == f"[WARNING] 1 alert: ContainerMemoryExhaustionPredicted ({name})"
+    assert "its memory limit is 80MiB" in mail.text
+    assert "within 15s" in mail.text  # the label's horizon

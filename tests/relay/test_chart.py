@@ -24,7 +24,14 @@ import yaml
 from PIL import Image
 
 from dockpulse_relay.alerts import Alert
-from dockpulse_relay.chart import ChartQuery, alert_chart, alert_charts, split_condition, unit_of
+from dockpulse_relay.chart import (
+    LEFT_OUT_FOR_CRITICAL,
+    ChartQuery,
+    alert_chart,
+    alert_charts,
+    split_condition,
+    unit_of,
+)
 from dockpulse_relay.links import alert_links
 from dockpulse_relay.mail_parts import ChartImage, embed_charts, what_to_do_html, what_to_do_text
 from tests.helpers import free_port
@@ -382,6 +389,19 @@ def test_digest_charts_share_one_budget_when_prometheus_is_stuck(silent_server: 
         *["graph unavailable: the mail's 1.5 s for graphs were spent"] * 3,
     ]
     assert elapsed < 1.5 + 0.5  # once, not four times
+
+
+def test_digest_charts_stop_at_once_when_cancelled(silent_server: str) -> None:
+    """A critical alert came in (the dispatcher sets the event): the chart being fetched and
+    the ones not started are left out, long before the budget is spent."""
+    alerts = [make_alert("ContainerHighMemory", MEMORY_RULE, container=f"c{n}") for n in range(3)]
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    began = time.monotonic()
+    charts = alert_charts(silent_server, alerts, budget=10.0, cancel=cancel)
+    elapsed = time.monotonic() - began
+    assert [chart.reason for chart in charts] == [LEFT_OUT_FOR_CRITICAL] * 3
+    assert elapsed < 1.0
 
 
 RULES = {

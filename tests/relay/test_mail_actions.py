@@ -2,7 +2,8 @@
 links are in them, and nothing about the graph can delay a mail past the budget or lose it.
 
 Prometheus is real (an hour of history backfilled by promtool), or a port nobody listens on
-(down), or a socket that accepts and never answers (stuck).
+(down), or a socket that accepts and never answers (stuck), or a server that answers some
+queries at once and holds others (a digest's graph being fetched).
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import email
 import email.policy
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
@@ -22,11 +25,13 @@ import pytest
 import dockpulse_relay.dispatch as dispatch
 from dockpulse_relay.alerts import Alert, parse_notification
 from dockpulse_relay.backends import OutboxBackend
+from dockpulse_relay.chart import LEFT_OUT_FOR_CRITICAL
 from dockpulse_relay.config import RelayConfig
 from dockpulse_relay.dispatch import Dispatcher
 from dockpulse_relay.metrics import RelayMetrics
 from dockpulse_relay.store import open_store
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_until
+from tests.relay.conftest import RelayProcess
 from tests.relay.payloads import alert, notification
 from tests.support.local_stack import LocalStack, Service
 from tests.support.prometheus_history import prometheus_with_history
@@ -195,3 +200,66 @@ def test_the_external_url_is_kept_with_the_alert_and_old_rows_still_load(tmp_pat
     earlier_release = json.loads(buffered.alert.to_json())
     del earlier_release["external_url"]
     assert Alert.from_json(json.dumps(earlier_release)).external_url == ""
+
+
+class HeldQueries:
+    """A Prometheus stand-in: `query_range` for a query naming `held` waits until released
+    (or 30 s), any other answers at once with no data. `asked` is set when a held one came."""
+
+    def __init__(self, held: str) -> None:
+        self.asked = threading.Event()
+        self.release = threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if held in self.path:
+                    outer.asked.set()
+                    outer.release.wait(30)
+                body = b'{"status":"success","data":{"resultType":"matrix","result":[]}}'
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass  # the relay gave up on this query (it was held)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.sqlite_only
+def test_a_critical_alert_never_waits_for_a_digests_graphs(start_relay) -> None:
+    """A critical alert that comes in while the relay fetches a digest's graphs (Prometheus
+    slow on that query) is mailed at once, not after the rest of the digest's budget: the
+    digest's graph is left out, and the digest says so."""
+    prometheus = HeldQueries("slow_series")
+    try:
+        relay: RelayProcess = start_relay(PROMETHEUS_URL=prometheus.url, CHART_BUDGET="8s")
+        warning = alert("ContainerHighMemory", "cache", "warning")
+        warning["generatorURL"] = f"http://prometheus:9090/graph?g0.expr={quote('slow_series > 1')}"
+        assert relay.post(notification(warning)).status_code == 200
+        assert prometheus.asked.wait(15), "the digest's graph was never asked for"
+        arrived = time.monotonic()
+        assert relay.post(notification(alert("ContainerDown", "web"))).status_code == 200
+        kinds = lambda: [mail["X-Dockpulse-Kind"] for mail in relay.mails()]  # noqa: E731
+        wait_until(lambda: "critical" in kinds(), timeout=15, interval=0.05)
+        waited = time.monotonic() - arrived
+        wait_until(lambda: "digest" in kinds(), timeout=15)
+    finally:
+        prometheus.close()
+    assert waited < 2.0, f"the critical mail waited {waited:.1f} s (digest's budget 8 s)"
+    digest = next(mail for mail in relay.mails() if mail["X-Dockpulse-Kind"] == "digest")
+    assert LEFT_OUT_FOR_CRITICAL in parts(digest)[0]

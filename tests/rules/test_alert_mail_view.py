@@ -4,8 +4,8 @@ Prometheus (an hour of a container's memory climbing past its threshold, backfil
 evaluates the repository's ContainerHighMemory rule, Alertmanager (the repository's routing,
 `--web.external-url` set) notifies the relay, the relay fetches the graph from that Prometheus
 and writes the mail to its outbox. The test opens the mail's HTML part in headless Chromium and
-follows its silence link through Alertmanager's API. With DOCKPULSE_WRITE_SCREENSHOT=1 the
-screenshot is written to docs/mail-example.png (the README shows it).
+follows its silence link through Alertmanager's API. (The README's screenshot is the demo
+stack's: tests/stack/test_compose.py.)
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from __future__ import annotations
 import email
 import email.policy
 import io
-import os
 import re
-import shutil
 import time
 from email.message import EmailMessage
 from pathlib import Path
@@ -30,8 +28,6 @@ from tests.support.mail import read_outbox
 from tests.support.mail_view import chromium, find_image, html_with_inline_images
 from tests.support.prometheus_history import backfill
 
-REPO = Path(__file__).resolve().parents[2]
-SCREENSHOT = REPO / "docs" / "mail-example.png"
 HOST, CONTAINER = "host1:9487", "shop-api"
 GRAFANA_URL = "http://grafana.example:3000"
 SERIES_BLUE = (31, 119, 180)  # matplotlib's first colour: the container's memory
@@ -148,9 +144,6 @@ def test_the_real_alert_mail_shows_its_graph_and_its_silence_link_silences_it(
             "Container dashboard",
         ):
             assert f">{label}</a>" in dom
-        if os.environ.get("DOCKPULSE_WRITE_SCREENSHOT") == "1":
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            shutil.copyfile(shot, SCREENSHOT)
 
         # The silence link of this very mail, followed through Alertmanager's API.
         silence_link = link(text, "Silence this alert")
