@@ -348,7 +348,7 @@ def _state_rows(c: Container, labels: LabelSet) -> list[list[Row]]:
         [(labels, no, c.memory_reservation_bytes)],
         [(labels, no, c.cpu_quota_us)] if quota else [],
         [(labels, no, c.cpu_period_us)] if quota else [],
-        [(labels, no, 0 if _is_false(c.labels.get(EXPECT_RUNNING_LABEL)) else 1)],
+        [(labels, no, 0 if _may_stop(c) else 1)],
         *([(labels, no, value)] if value is not None else [] for value in thresholds),
         [(labels, no, horizon)] if horizon is not None else [],
     ]
@@ -469,6 +469,15 @@ class ExporterCollector(Collector):
             if result.probe.slow_threshold is not None:
                 slow.add_metric(labels, result.probe.slow_threshold)
         yield from (success, duration, status, latency, slow)
+
+
+def _may_stop(container: Container) -> bool:
+    """Labelled dockpulse.expect_running=false, or a step of a `docker build` (the classic
+    builder runs each RUN in a container made from the previous layer's image id, then removes
+    it: not a service anyone expects to keep running)."""
+    return _is_false(container.labels.get(EXPECT_RUNNING_LABEL)) or container.image.startswith(
+        "sha256:"
+    )
 
 
 def _is_false(value: str | None) -> bool:

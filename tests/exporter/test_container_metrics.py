@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
 from dockpulse_exporter.devices import DeviceNames
+from dockpulse_stack.images import run_docker_build
 from tests.helpers import value, wait_for_samples, wait_until
 
 
@@ -178,6 +180,41 @@ def test_threshold_and_expect_running_labels(exporter, run_container) -> None:
     assert value(samples, "dockpulse_container_expected_running", name=untuned.name) == 1
     # A label that is not a number is ignored, not exported as garbage.
     assert value(samples, "dockpulse_container_cpu_threshold_percent", name=untuned.name) is None
+
+
+def test_a_docker_build_step_is_not_expected_to_keep_running(
+    exporter, engine, busybox, tmp_path
+) -> None:
+    """`make demo` rebuilds images on the engine it watches: the classic builder's step
+    containers come and go, and must not be mailed as down or missing."""
+    (tmp_path / "Dockerfile").write_text(f"FROM {busybox}\nRUN sleep 6\n")
+    build = threading.Thread(
+        target=run_docker_build,
+        args=(
+            engine,
+            "dockpulse-test/build-step:latest",
+            tmp_path / "Dockerfile",
+            busybox,
+            tmp_path,
+        ),
+    )
+    build.start()
+    try:
+        samples = wait_for_samples(
+            exporter.scrape,
+            lambda s: any(
+                lbl.get("image", "").startswith("sha256:") for n, lbl, _ in s if n == "container_up"
+            ),
+        )
+        step = next(
+            lbl["name"]
+            for n, lbl, _ in samples
+            if n == "container_up" and lbl["image"].startswith("sha256:")
+        )
+        assert value(samples, "container_up", name=step) == 1
+        assert value(samples, "dockpulse_container_expected_running", name=step) == 0
+    finally:
+        build.join(timeout=60)
 
 
 def labels_of(samples, metric: str, name: str) -> dict[str, str]:
