@@ -129,9 +129,11 @@ def alertmanager_cluster(
     receiver_url: str | Sequence[str],
     size: int = 2,
     flags: tuple[str, ...] = (),
+    **caps: str,
 ) -> list[Service]:
     """`size` real Alertmanagers with the shipped config, each a peer of all others on
-    127.0.0.1, notifying `receiver_url`; returned once every one sees them all."""
+    127.0.0.1, notifying `receiver_url`; returned once every one sees them all. `caps`
+    shorten the routes' waits (see alertmanager_config)."""
     cluster_ports = [free_port() for _ in range(size)]
     peers = [
         stack.alertmanager(
@@ -140,6 +142,7 @@ def alertmanager_cluster(
             cluster_port=port,
             peers=[other for other in cluster_ports if other != port],
             flags=flags,
+            **caps,
         )
         for number, port in enumerate(cluster_ports)
     ]
