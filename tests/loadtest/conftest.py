@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -66,6 +67,18 @@ class LocustRun:
         """End the run from the web UI (its users finish their requests); Locust stays up."""
         assert self.web_url, "started without a web UI"
         requests.post(f"{self.web_url}/stop", timeout=10).raise_for_status()
+
+    def quit(self, timeout: float = 30.0) -> str:
+        """Stop Locust as Ctrl-C does (a master takes its workers with it); what it printed."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            output, _ = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            output, _ = self.process.communicate()
+        self.output += output or ""
+        return self.output
 
 
 def webapp_requests(webapp_url: str) -> Counter[str]:

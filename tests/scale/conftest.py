@@ -5,7 +5,7 @@ Two Docker hosts: the test engine and a private dockerd of its own (each with it
 prometheus/targets/exporters.yml lists a user's hosts) and sending to two Alertmanager peers,
 each posting to two relay replicas on one PostgreSQL, which mail over SMTP to an aiosmtpd sink
 that counts every copy (relay_replicas.py). The demo webapp runs as a container on the first
-host, on a database of the same PostgreSQL server, for Locust to load.
+host, on a database of the same PostgreSQL server, loaded by a Locust master and 2 workers.
 
 Test timings: 1 s scrapes and evaluations, the relay's test timings, Alertmanager's group waits
 at most 1 s and its peer timeout 3 s (15 s shipped), ContainerHighCpu `for` 5 s and a CPU
@@ -15,6 +15,7 @@ threshold of 10 % on the webapp (as tests/e2e).
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
@@ -26,7 +27,10 @@ import pytest
 from dockpulse_stack.engine import Engine, temporary_engine
 from dockpulse_stack.rootfs import busybox_image
 from tests.e2e.conftest import TEST_ALERT_FOR, TEST_CPU_THRESHOLD_PERCENT
+from tests.helpers import free_port
+from tests.loadtest.conftest import LocustRun, start_locust, webapp_requests
 from tests.scale.relay_replicas import PacedMailbox, paced_smtp, relay_replicas
+from tests.scale.switchboard import wait_for_cluster
 from tests.support.local_stack import (
     TEST_INTERVAL,
     LocalStack,
@@ -72,12 +76,16 @@ class ScaleStack:
     relay_store: str
     mailbox: PacedMailbox
     webapp: WebappContainer  # on the first host
+    load: LocustRun  # on the webapp since before Prometheus started
+    answered_before: Counter[str]  # what the webapp had answered before the load
 
 
 @pytest.fixture(scope="module")
 def scale_stack(
     engine: Engine, busybox: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ScaleStack]:
+    """The stack, with the webapp under a Locust master and 2 workers running the
+    cpu-intensive profile from the start (Prometheus sees it loaded from its first scrape)."""
     work_dir: Path = tmp_path_factory.mktemp("scale")
     image = webapp_image(engine)
     with ExitStack() as cleanup:
@@ -90,11 +98,16 @@ def scale_stack(
         )
         cleanup.callback(webapp.remove)
         webapp.run(image)
+        answered_before = webapp_requests(webapp.url)
+        load = start_locust(
+            "cpu-intensive", webapp.url, work_dir, "300s", workers=2, web_port=free_port()
+        )
+        cleanup.callback(load.quit)
 
         local = cleanup.enter_context(LocalStack(work_dir))
         relay_store = postgres.create_database()
         replicas, peers = relay_replicas(
-            local, relay_store, smtp, group_wait="1s", group_interval="1s"
+            local, relay_store, smtp, wait=False, group_wait="1s", group_interval="1s"
         )
         hosts = []
         for number, (host_engine, host_busybox) in enumerate(
@@ -116,6 +129,15 @@ def scale_stack(
             targets_file=work_dir / "targets" / "exporters.yml",
         )
         prometheus = local.prometheus(config)
+        wait_for_cluster(peers)  # its gossip settled while the rest started
         yield ScaleStack(
-            (hosts[0], hosts[1]), prometheus, peers, replicas, relay_store, mailbox, webapp
+            (hosts[0], hosts[1]),
+            prometheus,
+            peers,
+            replicas,
+            relay_store,
+            mailbox,
+            webapp,
+            load,
+            answered_before,
         )

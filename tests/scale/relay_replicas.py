@@ -187,10 +187,11 @@ def relay_replicas(
     database: str,
     smtp: dict[str, str],
     peer_flags: tuple[str, ...] = (f"--cluster.peer-timeout={PEER_TIMEOUT}",),
+    wait: bool = True,
     **caps: str,
 ) -> tuple[list[Relay], list[Service]]:
     """Two relay replicas on `database` mailing over `smtp` (test timings, no graphs), and two
-    Alertmanager peers each posting to both (`caps`: see alertmanager_config)."""
+    Alertmanager peers each posting to both (`wait`, `caps`: see alertmanager_cluster)."""
     env = {
         **TEST_RELAY_TIMINGS,
         **smtp,
@@ -199,7 +200,7 @@ def relay_replicas(
     }
     replicas = [stack.relay(f"relay-{number}", **env) for number in (1, 2)]
     peers = alertmanager_cluster(
-        stack, [replica.url for replica in replicas], 2, peer_flags, **caps
+        stack, [replica.url for replica in replicas], 2, peer_flags, wait, **caps
     )
     return replicas, peers
 

@@ -2,7 +2,8 @@
 Docker hosts with an exporter each, one Prometheus reading both from a file_sd targets file, two
 Alertmanager peers, two relay replicas on one PostgreSQL, mail counted at an SMTP sink.
 
-While a Locust master and 2 workers load the webapp container on the first host:
+While a Locust master and 2 workers load the webapp container on the first host (since
+before Prometheus started):
 - a container of one name runs on both hosts: the overview dashboard's queries give each its
   own series and legend; killed on the second host, ContainerDown fires for that host only, and
   its one mail names that host and not the other;
@@ -19,20 +20,17 @@ bench/relay_failover.py repeats the burst alone over several rounds.
 from __future__ import annotations
 
 import re
-import signal
-import subprocess
 import time
 import uuid
 from collections.abc import Sequence
 from contextlib import suppress
-from pathlib import Path
 from typing import Any
 
 import requests
 
 from tests.grafana import dashboards as model
-from tests.helpers import free_port, scrape, value, wait_until
-from tests.loadtest.conftest import start_locust, webapp_requests
+from tests.helpers import scrape, value, wait_until
+from tests.loadtest.conftest import webapp_requests
 from tests.scale.conftest import Host, ScaleStack
 from tests.scale.relay_replicas import burst
 from tests.support.local_stack import query
@@ -86,17 +84,14 @@ def overview_keeps_hosts_apart(prometheus_url: str, name: str, hosts: Sequence[H
 
 
 def test_failover_burst_second_host_and_distributed_load_in_one_stack(
-    scale_stack: ScaleStack, tmp_path: Path
+    scale_stack: ScaleStack,
 ) -> None:
     first, second = scale_stack.hosts
     prometheus = scale_stack.prometheus.url
     mailbox = scale_stack.mailbox
     webapp = scale_stack.webapp
-    before = webapp_requests(webapp.url)
-    load_started = time.time()
-    locust = start_locust(
-        "cpu-intensive", webapp.url, tmp_path, "300s", workers=2, web_port=free_port()
-    )
+    locust = scale_stack.load
+    started = time.time()
     name = f"scale-test-web-{uuid.uuid4().hex[:8]}"
     containers = [host.run(name) for host in scale_stack.hosts]
     try:
@@ -134,6 +129,7 @@ def test_failover_burst_second_host_and_distributed_load_in_one_stack(
             made = locust.requests_made()
             after = webapp_requests(webapp.url)
             totals.update({e: made[e] for e in LOCUST_ENDPOINTS})
+            before = scale_stack.answered_before
             answered.update({e: after[e] - before[e] for e in LOCUST_ENDPOINTS})
             return totals == answered
 
@@ -141,12 +137,7 @@ def test_failover_burst_second_host_and_distributed_load_in_one_stack(
             wait_until(caught_up, timeout=30, interval=1)
         down_mails = mailbox.about("ContainerDown", name)  # late copies count too
     finally:
-        locust.process.send_signal(signal.SIGINT)  # the master quits, and its workers with it
-        try:
-            output, _ = locust.process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            locust.process.kill()
-            output, _ = locust.process.communicate()
+        output = locust.quit()  # the master quits, and its workers with it
         for container in containers:
             container.remove(force=True)
 
@@ -189,6 +180,7 @@ def test_failover_burst_second_host_and_distributed_load_in_one_stack(
     assert totals == answered, output[-3000:]  # the master's totals: both workers' requests
     print(
         f"container killed on the second host -> its mail {down_mail.arrived - killed_at:.1f} s "
-        f"later; load started -> CPU mail {cpu_mail.arrived - load_started:.1f} s later; "
+        f"later; CPU mail {cpu_mail.arrived - started:.1f} s into the test (loaded since "
+        "before Prometheus started); "
         f"master + 2 workers: {sum(totals.values())} requests, webapp answered {answered}"
     )
