@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any
 
+import pytest
 import requests
 
 from tests.grafana import dashboards as model
@@ -34,6 +35,8 @@ from tests.loadtest.conftest import webapp_requests
 from tests.scale.conftest import Host, ScaleStack
 from tests.scale.relay_replicas import burst
 from tests.support.local_stack import query
+
+pytestmark = pytest.mark.docker
 
 LEGEND_LABEL = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 LOCUST_ENDPOINTS = ("/", "/stress/cpu")  # what the cpu-intensive profile asks (/health: Docker too)
