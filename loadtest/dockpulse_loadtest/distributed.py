@@ -14,15 +14,18 @@ it: its statistics, CSV and metrics (:9646) are the totals. The workers connect 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import FrameType
 
 WORKERS_VARIABLE = "LOADTEST_WORKERS"
 DEFAULT_MASTER_PORT = "5557"
+WORKER_GRACE_SECONDS = 1.0  # after the master exits, for workers it told to quit
 WORKER_QUIT_SECONDS = 5.0
 EXIT_USAGE = 2
 
@@ -72,7 +75,7 @@ def run_distributed(workers: int, args: list[str], environ: dict[str, str]) -> i
     """Start the master and `workers` workers; return the master's exit code once all stopped."""
     port = master_port(environ)
     # Own sessions: a Ctrl-C reaches the launcher alone, which passes it on to the master once;
-    # the master then tells its workers to quit.
+    # the master then tells its workers to quit (and what is left is stopped: stop_workers).
     master = subprocess.Popen(master_args(workers, port, args), env=environ, start_new_session=True)
     worker_processes = [
         subprocess.Popen(worker_args(port), env=environ, start_new_session=True)
@@ -88,24 +91,29 @@ def run_distributed(workers: int, args: list[str], environ: dict[str, str]) -> i
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
     code = master.wait()
-    for worker in worker_processes:
-        stop_worker(worker)
+    stop_workers(worker_processes)
     return code
 
 
-def stop_worker(worker: subprocess.Popen[bytes]) -> None:
-    """The master tells its workers to quit, but one still waiting out --stop-timeout misses
-    that (it would wait for the master's heartbeat for a minute): terminate what is left."""
-    try:
-        worker.wait(timeout=WORKER_QUIT_SECONDS)
-        return
-    except subprocess.TimeoutExpired:
-        worker.terminate()
-    try:
-        worker.wait(timeout=WORKER_QUIT_SECONDS)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
+def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    """Once the master has exited, its workers have no one to report to; and a master does
+    not always tell them to quit (one whose run was ended from the web UI has forgotten them),
+    so they would wait for its heartbeat for a minute. They get WORKER_GRACE_SECONDS in all to
+    quit; each one left is terminated (Locust's own clean shutdown), and killed if still there
+    after WORKER_QUIT_SECONDS."""
+    deadline = time.monotonic() + WORKER_GRACE_SECONDS
+    for worker in workers:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            worker.wait(timeout=max(0.0, deadline - time.monotonic()))
+    for worker in workers:
+        if worker.poll() is None:
+            worker.terminate()
+    for worker in workers:
+        try:
+            worker.wait(timeout=WORKER_QUIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.helpers import Samples, free_port, scrape, wait_until
 from tests.support.postgres import PostgresServer
@@ -45,11 +48,46 @@ class LocustRun:
     metrics_url: str
     samples: Samples = field(default_factory=list)  # a scrape taken while it ran
     output: str = ""  # what Locust printed
+    web_url: str | None = None  # the web UI's, when it runs with one
 
     def stats(self) -> dict[str, dict[str, str]]:
         """Rows of `<prefix>_stats.csv` by request name ("Aggregated" for the total)."""
         with open(f"{self.csv_prefix}_stats.csv", newline="") as handle:
             return {row["Name"]: row for row in csv.DictReader(handle)}
+
+    def requests_made(self) -> Counter[str]:
+        """Requests made so far by request name, as the (master's) metrics count them."""
+        counts: Counter[str] = Counter()
+        for name, labels, number in scrape(self.metrics_url):
+            if name == "dockpulse_loadtest_requests_total":
+                counts[labels["name"]] += int(number)
+        return counts
+
+    def stop_users(self) -> None:
+        """End the run from the web UI (its users finish their requests); Locust stays up."""
+        assert self.web_url, "started without a web UI"
+        requests.post(f"{self.web_url}/stop", timeout=10).raise_for_status()
+
+    def quit(self, timeout: float = 30.0) -> str:
+        """Stop Locust as Ctrl-C does (a master takes its workers with it); what it printed."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            output, _ = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            output, _ = self.process.communicate()
+        self.output += output or ""
+        return self.output
+
+
+def webapp_requests(webapp_url: str) -> Counter[str]:
+    """Requests the webapp answered so far, by endpoint (every method and status)."""
+    counts: Counter[str] = Counter()
+    for name, labels, number in scrape(f"{webapp_url}/metrics"):
+        if name == "dockpulse_webapp_requests_total":
+            counts[labels["endpoint"]] += int(number)
+    return counts
 
 
 def start_locust(
@@ -59,12 +97,19 @@ def start_locust(
     run_time: str = "8s",
     metrics_port: int | None = None,
     workers: int = 0,
+    web_port: int | None = None,
     **env: str,
 ) -> LocustRun:
     """Locust running `profile` against `host`, its metrics on `metrics_port` (default: free);
-    with `workers`, a master and that many workers (`dockpulse-loadtest`), the master's metrics."""
+    with `workers`, a master and that many workers (`dockpulse-loadtest`), the master's metrics.
+    Headless with a CSV, or with `web_port` started at once with its web UI there, which can
+    end the run (`LocustRun.stop_users`) and keeps the process up until it is stopped (no CSV:
+    Locust's CSV writer fails on a closed file when such a process quits)."""
     port = metrics_port or free_port()
     prefix = out_dir / profile
+    mode = ["--headless", "--csv", str(prefix)]
+    if web_port:
+        mode = ["--autostart", "--web-host", "127.0.0.1", "--web-port", str(web_port)]
     if workers:
         env = {
             "LOADTEST_WORKERS": str(workers),
@@ -75,9 +120,8 @@ def start_locust(
     process = subprocess.Popen(
         [
             str(LAUNCHER if workers else LOCUST),
-            *("-f", str(LOCUSTFILE), "--headless", "--only-summary"),
+            *("-f", str(LOCUSTFILE), *mode, "--only-summary"),
             *("--run-time", run_time, "--stop-timeout", "15", "--host", host),
-            *("--csv", str(prefix)),
         ],
         env={
             **os.environ,
@@ -89,7 +133,8 @@ def start_locust(
         stderr=subprocess.STDOUT,
         text=True,
     )
-    return LocustRun(profile, process, prefix, f"http://127.0.0.1:{port}/metrics")
+    web_url = f"http://127.0.0.1:{web_port}" if web_port else None
+    return LocustRun(profile, process, prefix, f"http://127.0.0.1:{port}/metrics", web_url=web_url)
 
 
 def scrape_while_running(run: LocustRun) -> None:

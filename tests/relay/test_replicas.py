@@ -1,6 +1,6 @@
 """Relay replicas sharing one PostgreSQL database: each alert is mailed once across them, however
 many of them Alertmanager posts it to; and the database going away is a 503 (Alertmanager
-retries), never a lost alert. The burst with a replica killed: tests/scale/test_relay_replicas.py.
+retries), never a lost alert. The burst with a replica killed: tests/scale/test_proof.py.
 """
 
 from __future__ import annotations

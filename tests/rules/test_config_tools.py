@@ -96,8 +96,12 @@ def test_unit_tests_notice_a_changed_default_threshold(tmp_path: Path) -> None:
     assert "alertname: ContainerHighCpu" in result.stdout + result.stderr
 
 
-def test_alertmanager_config_is_valid() -> None:
-    result = run_tool(binary("amtool"), "check-config", str(ALERTMANAGER_CONFIG))
+@pytest.mark.parametrize(
+    "config", [ALERTMANAGER_CONFIG, ALERTMANAGER_CONFIG.with_name("alertmanager-ha.yml")]
+)
+def test_alertmanager_config_is_valid(config: Path) -> None:
+    """The shipped config, and the one posting to two relay replicas (compose profile ha)."""
+    result = run_tool(binary("amtool"), "check-config", str(config))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
     assert " - 2 inhibit rules" in result.stdout

@@ -129,9 +129,12 @@ def alertmanager_cluster(
     receiver_url: str | Sequence[str],
     size: int = 2,
     flags: tuple[str, ...] = (),
+    wait: bool = True,
+    **caps: str,
 ) -> list[Service]:
     """`size` real Alertmanagers with the shipped config, each a peer of all others on
-    127.0.0.1, notifying `receiver_url`; returned once every one sees them all."""
+    127.0.0.1, notifying `receiver_url`; returned once every one sees them all (`wait`; else
+    at once, see `wait_for_cluster`). `caps` shorten the routes' waits (alertmanager_config)."""
     cluster_ports = [free_port() for _ in range(size)]
     peers = [
         stack.alertmanager(
@@ -140,11 +143,18 @@ def alertmanager_cluster(
             cluster_port=port,
             peers=[other for other in cluster_ports if other != port],
             flags=flags,
+            **caps,
         )
         for number, port in enumerate(cluster_ports)
     ]
-    wait_until(lambda: all(cluster_peers(peer) == size for peer in peers), timeout=60)
+    if wait:
+        wait_for_cluster(peers)
     return peers
+
+
+def wait_for_cluster(peers: list[Service]) -> None:
+    """Until every peer is ready (its gossip settled, seconds after it starts) and sees all."""
+    wait_until(lambda: all(cluster_peers(peer) == len(peers) for peer in peers), timeout=60)
 
 
 def switch_prometheus(

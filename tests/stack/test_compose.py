@@ -22,9 +22,12 @@ import time
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
+import yaml
 from PIL import Image
 
 from dockpulse_relay.links import create_silence, matchers_from_silence_url
@@ -34,6 +37,7 @@ from dockpulse_stack.errors import StackError
 from dockpulse_stack.images import REPO_ROOT
 from tests.helpers import scrape, value, values, wait_until
 from tests.stack.conftest import outbox_of
+from tests.support.local_stack import alertmanager_config
 from tests.support.mail import mails_about
 from tests.support.mail_view import chromium, find_image, html_with_inline_images
 
@@ -46,11 +50,14 @@ RUNNING = {"postgres", "webapp", "exporter", "prometheus", "alertmanager", "aler
 SCREENSHOT = REPO_ROOT / "docs" / "mail-example.png"
 # matplotlib's first colour (the container's memory) and the threshold's dashed red.
 SERIES_BLUE, THRESHOLD_RED = (31, 119, 180), (204, 0, 0)
+HA = {"alertmanager-2", "alert-relay-2", "relay-db"}  # profile ha
 
 
 def compose_config(
-    env: dict[str, str], tmp_path: Path, *files: str
+    env: dict[str, str], tmp_path: Path, *files: str, profile: str = "*"
 ) -> subprocess.CompletedProcess[str]:
+    """`docker-compose config` (the real binary) of `files` with `env` as the .env file and
+    `profile` on (every profile by default)."""
     env_file = tmp_path / "test.env"
     env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
     command = [
@@ -60,7 +67,7 @@ def compose_config(
         "--env-file",
         str(env_file),
         "--profile",
-        "*",
+        profile,
     ]
     for file in files:
         command += ["--file", str(REPO_ROOT / file)]
@@ -73,7 +80,7 @@ def test_users_file_is_valid_and_pins_every_image(tmp_path: Path) -> None:
     result = compose_config(SECRETS, tmp_path, "docker-compose.yaml")
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
-    assert set(services) == RUNNING | {"network", "grafana", "stress-generator", "alertmanager-2"}
+    assert set(services) == RUNNING | {"network", "grafana", "stress-generator"} | HA
     for name, service in services.items():
         repository, _, tag = service["image"].rpartition(":")
         assert repository and tag not in ("", "latest"), f"{name}: image {service['image']}"
@@ -83,7 +90,8 @@ def test_users_file_is_valid_and_pins_every_image(tmp_path: Path) -> None:
     socket = [v for v in services["exporter"]["volumes"] if v["target"] == "/var/run/docker.sock"]
     assert socket and socket[0]["read_only"]
     assert services["stress-generator"]["profiles"] == ["stress"]
-    assert services["alertmanager-2"]["profiles"] == ["ha"]  # the second peer, on demand
+    for name in HA:  # the second peer, the second relay and their store: on demand
+        assert services[name]["profiles"] == ["ha"], name
     peers = {name: services[name]["command"] for name in ("alertmanager", "alertmanager-2")}
     assert "--cluster.peer=127.0.0.1:9194" in peers["alertmanager"]
     assert "--cluster.peer=127.0.0.1:9094" in peers["alertmanager-2"]
@@ -114,6 +122,78 @@ def test_override_runs_everything_on_the_host_network_from_local_images(tmp_path
             assert "build" not in service, name
     assert services["grafana"]["profiles"] == ["grafana"]  # where its image can be had
     assert services["network"]["profiles"] == ["users-network"]  # never started here
+
+
+def ha_settings() -> dict[str, str]:
+    """The ha profile's settings as .env-sample gives them (commented out), a password set."""
+    found = dict(re.findall(r"^#(RELAY_\w+)=(.*)$", (REPO_ROOT / ".env-sample").read_text(), re.M))
+    assert set(found) == {"RELAY_DB_PASSWORD", "RELAY_STORE"}, found
+    return {**found, "RELAY_DB_PASSWORD": "relay-db-test"}
+
+
+def relay_urls(services: dict[str, Any], *names: str) -> list[str]:
+    """Where the relays `names` listen, as Alertmanager reaches them (127.0.0.1:PORT)."""
+    ports = [services[n]["environment"]["RELAY_LISTEN_ADDRESS"].rpartition(":")[2] for n in names]
+    return [f"http://127.0.0.1:{port}" for port in ports]
+
+
+def mounted_alertmanager_config(service: dict[str, Any]) -> Path:
+    (source,) = [
+        v["source"]
+        for v in service["volumes"]
+        if v["target"] == "/etc/alertmanager/alertmanager.yml"
+    ]
+    return Path(source)
+
+
+@pytest.mark.parametrize(
+    "files", [("docker-compose.yaml",), COMPOSE_FILES], ids=["users-file", "host-network"]
+)
+def test_ha_profile_runs_two_relays_on_one_postgresql_behind_both_peers(
+    tmp_path: Path, files: tuple[str, ...]
+) -> None:
+    result = compose_config({**SECRETS, **ha_settings()}, tmp_path, *files, profile="ha")
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert set(services) >= RUNNING | HA
+    relays = [services["alert-relay"], services["alert-relay-2"]]
+    database = services["relay-db"]["environment"]
+
+    # Both replicas on relay-db's database, its password beside the URL, not in it.
+    (store,) = {relay["environment"]["RELAY_STORE"] for relay in relays}
+    url = urlsplit(store)
+    assert (url.scheme, url.hostname, url.password) == ("postgresql", "127.0.0.1", None)
+    assert (url.port, url.username) == (int(database["PGPORT"]), database["POSTGRES_USER"])
+    assert url.path == f"/{database['POSTGRES_DB']}"
+    for relay in relays:
+        assert relay["environment"]["PGPASSWORD"] == database["POSTGRES_PASSWORD"] != ""
+    assert services["alert-relay-2"]["depends_on"]["relay-db"]["condition"] == "service_healthy"
+    logs = {relay["environment"]["ALERT_LOG"] for relay in relays}
+    assert len(logs) == 2  # one alert log each
+
+    # Both peers post every notification to both replicas: alertmanager.yml, one webhook per
+    # replica (the file users read is kept in step with the shipped one).
+    urls = relay_urls(services, "alert-relay", "alert-relay-2")
+    token = "/etc/alertmanager/relay_token"
+    for peer in ("alertmanager", "alertmanager-2"):
+        config_file = mounted_alertmanager_config(services[peer])
+        assert config_file.name == "alertmanager-ha.yml", peer
+        assert yaml.safe_load(config_file.read_text()) == alertmanager_config(urls, Path(token))
+
+
+def test_without_ha_settings_one_relay_keeps_sqlite_and_the_second_never_does(
+    tmp_path: Path,
+) -> None:
+    result = compose_config(SECRETS, tmp_path, "docker-compose.yaml", profile="ha")
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert services["alert-relay"]["environment"]["RELAY_STORE"].endswith("/relay.db")
+    for peer in ("alertmanager", "alertmanager-2"):
+        assert mounted_alertmanager_config(services[peer]).name == "alertmanager.yml"
+    # Started with the profile but without RELAY_STORE, the second replica cannot log in
+    # (its log names the setting) rather than mail every alert a second time from SQLite.
+    second = urlsplit(services["alert-relay-2"]["environment"]["RELAY_STORE"])
+    assert second.scheme == "postgresql" and "RELAY_STORE" in str(second.username)
 
 
 def service_states(stack: Stack) -> dict[str, tuple[str, str]]:
