@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 from dockpulse_exporter.devices import DeviceNames
@@ -187,25 +189,23 @@ def test_a_docker_build_step_is_not_expected_to_keep_running(
 ) -> None:
     """`make demo` rebuilds images on the engine it watches: the classic builder's step
     containers come and go, and must not be mailed as down or missing."""
-    (tmp_path / "Dockerfile").write_text(f"FROM {busybox}\nRUN sleep 6\n")
-    build = threading.Thread(
-        target=run_docker_build,
-        args=(
-            engine,
-            "dockpulse-test/build-step:latest",
-            tmp_path / "Dockerfile",
-            busybox,
-            tmp_path,
-        ),
-    )
-    build.start()
-    try:
-        samples = wait_for_samples(
-            exporter.scrape,
-            lambda s: any(
-                lbl.get("image", "").startswith("sha256:") for n, lbl, _ in s if n == "container_up"
-            ),
-        )
+    dockerfile = tmp_path / "Dockerfile"
+    # A step of its own each run: a cached step would run no container.
+    dockerfile.write_text(f"FROM {busybox}\nRUN echo {uuid.uuid4().hex} && sleep 4\n")
+    tag = f"dockpulse-test/build-step:{uuid.uuid4().hex[:8]}"
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        build = pool.submit(run_docker_build, engine, tag, dockerfile, busybox, tmp_path)
+
+        def step_seen(samples):
+            if build.done():
+                build.result()  # a failed build fails here, with its output
+            return any(
+                lbl.get("image", "").startswith("sha256:")
+                for n, lbl, _ in samples
+                if n == "container_up"
+            )
+
+        samples = wait_for_samples(exporter.scrape, step_seen)
         step = next(
             lbl["name"]
             for n, lbl, _ in samples
@@ -213,8 +213,9 @@ def test_a_docker_build_step_is_not_expected_to_keep_running(
         )
         assert value(samples, "container_up", name=step) == 1
         assert value(samples, "dockpulse_container_expected_running", name=step) == 0
-    finally:
-        build.join(timeout=60)
+        build.result(timeout=60)
+    with closing(engine.client()) as client:
+        client.images.remove(tag)
 
 
 def labels_of(samples, metric: str, name: str) -> dict[str, str]:
