@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.e2e.conftest import TEST_CPU_THRESHOLD_PERCENT
 from tests.grafana import dashboards as model
 from tests.helpers import scrape, value, wait_until
 from tests.loadtest.conftest import webapp_requests
@@ -176,6 +177,7 @@ def test_failover_burst_second_host_and_distributed_load_in_one_stack(
     cpu_mail = cpu_mails[0]
     assert cpu_mail.text.startswith("[WARNING] "), cpu_mail.text
     assert f"Container {webapp.name} uses much CPU on {first.instance}" in cpu_mail.text
+    assert f"(threshold {TEST_CPU_THRESHOLD_PERCENT} %)" in cpu_mail.text  # the label's own
     assert value(load, "dockpulse_loadtest_workers") == 2
     assert value(load, "dockpulse_loadtest_active", profile="cpu-intensive") == 1
     assert "Traceback" not in output, output[-3000:]
