@@ -25,12 +25,16 @@ from dockpulse_relay.links import create_silence, matchers_from_silence_url
 from tests.helpers import free_port, wait_until
 from tests.support.local_stack import TEST_RELAY_TIMINGS, LocalStack, copy_rules
 from tests.support.mail import read_outbox
-from tests.support.mail_view import chromium, find_image, html_with_inline_images
+from tests.support.mail_view import (
+    SERIES_BLUE,
+    chart_as_shown,
+    chromium,
+    colour_pixels,
+)
 from tests.support.prometheus_history import backfill
 
 HOST, CONTAINER = "host1:9487", "shop-api"
 GRAFANA_URL = "http://grafana.example:3000"
-SERIES_BLUE = (31, 119, 180)  # matplotlib's first colour: the container's memory
 
 
 def memory_history(now: float) -> dict[str, list[tuple[float, float]]]:
@@ -120,23 +124,9 @@ def test_the_real_alert_mail_shows_its_graph_and_its_silence_link_silences_it(
         # As a person sees it: the chart at its size, not blank, and the links.
         view = tmp_path / "view"
         view.mkdir()
-        page = view / "mail.html"
-        page.write_text(html_with_inline_images(message))
-        shot = view / "mail.png"
-        chromium(view, f"--screenshot={shot}", "--window-size=760,800", page.as_uri())
-        screenshot = Image.open(shot).convert("RGB")
-        where = find_image(screenshot, chart)
-        assert where is not None, "the chart is not in the screenshot (image not resolved?)"
-        left, top = where
-        shown = screenshot.crop((left, top, left + chart.width, top + chart.height))
-        assert shown.tobytes() == chart.tobytes()  # at its own size, whole, not scaled
-        blue = sum(
-            count
-            for count, rgb in shown.getcolors(1 << 20)
-            if sum(abs(a - b) for a, b in zip(rgb, SERIES_BLUE, strict=True)) <= 40
-        )
-        assert blue > 400, "the series is not drawn"
-        dom = chromium(view, "--dump-dom", page.as_uri())
+        shown, _ = chart_as_shown(message, chart, view, window="760,800")
+        assert colour_pixels(shown, SERIES_BLUE) > 400, "the series is not drawn"
+        dom = chromium(view, "--dump-dom", (view / "mail.html").as_uri())
         for label in (
             "Silence this alert",
             "Silence this container for 1 h",

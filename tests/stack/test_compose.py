@@ -39,7 +39,7 @@ from tests.helpers import scrape, value, values, wait_until
 from tests.stack.conftest import outbox_of
 from tests.support.local_stack import alertmanager_config
 from tests.support.mail import mails_about
-from tests.support.mail_view import chromium, find_image, html_with_inline_images
+from tests.support.mail_view import SERIES_BLUE, THRESHOLD_RED, chart_as_shown, colour_pixels
 
 SECRETS = {
     "POSTGRES_PASSWORD": "pg-test",
@@ -48,8 +48,6 @@ SECRETS = {
 }
 RUNNING = {"postgres", "webapp", "exporter", "prometheus", "alertmanager", "alert-relay"}
 SCREENSHOT = REPO_ROOT / "docs" / "mail-example.png"
-# matplotlib's first colour (the container's memory) and the threshold's dashed red.
-SERIES_BLUE, THRESHOLD_RED = (31, 119, 180), (204, 0, 0)
 HA = {"alertmanager-2", "alert-relay-2", "relay-db"}  # profile ha
 
 
@@ -300,16 +298,7 @@ def test_memory_intensive_stress_mails_a_graph_and_a_silence_link_that_works(
     assert chart.size == (600, 260)
 
     # As a person sees it: the chart whole and at its size, the series drawn, the links there.
-    page = tmp_path / "mail.html"
-    page.write_text(html_with_inline_images(message))
-    shot = tmp_path / "mail.png"
-    chromium(tmp_path, f"--screenshot={shot}", "--window-size=760,900", page.as_uri())
-    screenshot = Image.open(shot).convert("RGB")
-    where = find_image(screenshot, chart)
-    assert where is not None, "the chart is not in the screenshot (image not resolved?)"
-    left, top = where
-    shown = screenshot.crop((left, top, left + chart.width, top + chart.height))
-    assert shown.tobytes() == chart.tobytes()
+    shown, shot = chart_as_shown(message, chart, tmp_path)
     assert colour_pixels(shown, SERIES_BLUE) > 400, "the memory series is not drawn"
     assert colour_pixels(shown, THRESHOLD_RED) > 150, "the threshold is not drawn"
     html = message.get_body(preferencelist=("html",)).get_content()
@@ -336,14 +325,6 @@ def test_memory_intensive_stress_mails_a_graph_and_a_silence_link_that_works(
     wait_until(silenced, timeout=20)
     silences = requests.get(f"{alertmanager}api/v2/silences", timeout=5).json()
     assert [s["status"]["state"] for s in silences if s["id"] == silence_id] == ["active"]
-
-
-def colour_pixels(image: Image.Image, colour: tuple[int, int, int], tolerance: int = 40) -> int:
-    return sum(
-        count
-        for count, rgb in image.getcolors(1 << 20)
-        if sum(abs(a - b) for a, b in zip(rgb, colour, strict=True)) <= tolerance
-    )
 
 
 @pytest.mark.docker

@@ -13,6 +13,8 @@ from PIL import Image
 from dockpulse_stack.host_packages import ensure_debian_packages
 from tests.support.local_stack import binary
 
+# matplotlib's first colour (an alert's series) and the threshold's dashed red.
+SERIES_BLUE, THRESHOLD_RED = (31, 119, 180), (204, 0, 0)
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -69,3 +71,31 @@ def find_image(screenshot: Image.Image, picture: Image.Image) -> tuple[int, int]
         if x != -1:
             return x // 3, y - row
     return None
+
+
+def colour_pixels(image: Image.Image, colour: tuple[int, int, int], tolerance: int = 40) -> int:
+    """How many pixels of `image` are within `tolerance` of `colour`."""
+    return sum(
+        count
+        for count, rgb in image.getcolors(1 << 20)
+        if sum(abs(a - b) for a, b in zip(rgb, colour, strict=True)) <= tolerance
+    )
+
+
+def chart_as_shown(
+    message: EmailMessage, chart: Image.Image, folder: Path, window: str = "760,900"
+) -> tuple[Image.Image, Path]:
+    """The mail's HTML part (written as `folder`/mail.html) in headless Chromium, its inline
+    images resolved: the part of the screenshot where `chart` shows (asserted whole and at its
+    own size), and the screenshot (`folder`/mail.png)."""
+    page = folder / "mail.html"
+    page.write_text(html_with_inline_images(message))
+    shot = folder / "mail.png"
+    chromium(folder, f"--screenshot={shot}", f"--window-size={window}", page.as_uri())
+    screenshot = Image.open(shot).convert("RGB")
+    where = find_image(screenshot, chart)
+    assert where is not None, "the chart is not in the screenshot (image not resolved?)"
+    left, top = where
+    shown = screenshot.crop((left, top, left + chart.width, top + chart.height))
+    assert shown.tobytes() == chart.tobytes(), "the chart is not shown whole at its own size"
+    return shown, shot
