@@ -152,7 +152,9 @@ def test_chart_of_a_compound_condition_and_a_number_threshold(prometheus: Servic
         prometheus.url, make_alert("ContainerDown", DOWN_RULE), now=NOW, budget=DRAW_BUDGET
     )
     assert chart.png is not None, chart.reason
-    assert pixels_of(chart.png, SERIES_BLUE) > 300
+    # A step from 1 to 0, half of it under the threshold's line at 0: 270-430 blue pixels,
+    # by where the step falls between two query points (time.time() moves it), none undrawn.
+    assert pixels_of(chart.png, SERIES_BLUE) > 200
     assert pixels_of(chart.png, THRESHOLD_RED) > 200  # `== 0`: the line at 0
 
 
