@@ -36,7 +36,14 @@ from dockpulse_relay.links import alert_links
 from dockpulse_relay.mail_parts import ChartImage, embed_charts, what_to_do_html, what_to_do_text
 from tests.helpers import free_port
 from tests.support.local_stack import LocalStack, Service
-from tests.support.mail_view import chromium, find_image, html_with_inline_images
+from tests.support.mail_view import (
+    SERIES_BLUE,
+    THRESHOLD_RED,
+    chromium,
+    colour_pixels,
+    find_image,
+    html_with_inline_images,
+)
 from tests.support.prometheus_history import prometheus_with_history
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,8 +58,8 @@ DOWN_RULE = (
     "max by (instance, name) (container_up) == 0\nand on (instance, name)\n"
     "max by (instance, name) (dockpulse_container_expected_running) == 1"
 )
-# matplotlib's default colours: the series, the threshold line, the firing moment.
-SERIES_BLUE, THRESHOLD_RED, FIRED_AMBER = (31, 119, 180), (204, 0, 0), (240, 160, 0)
+# matplotlib's default colours: the firing moment (the series' and threshold's: mail_view).
+FIRED_AMBER = (240, 160, 0)
 SECOND_SERIES_ORANGE = (255, 127, 14)
 # Tests of what is drawn get time enough on a loaded machine; the budget has tests of its own.
 DRAW_BUDGET = 15.0
@@ -108,12 +115,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 def pixels_of(png: bytes, colour: tuple[int, int, int], tolerance: int = 40) -> int:
     """How many pixels are near `colour` (lines are antialiased)."""
-    image = Image.open(io.BytesIO(png)).convert("RGB")
-    return sum(
-        count
-        for count, rgb in image.getcolors(1 << 20)
-        if sum(abs(a - b) for a, b in zip(rgb, colour, strict=True)) <= tolerance
-    )
+    return colour_pixels(Image.open(io.BytesIO(png)).convert("RGB"), colour, tolerance)
 
 
 def test_chart_shows_the_series_the_threshold_and_the_firing_moment(prometheus: Service) -> None:
