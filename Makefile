@@ -7,15 +7,24 @@ TARGET ?= http://127.0.0.1:8000
 DURATION ?= 4m
 WORKERS ?= 0
 
-.PHONY: install test lint bench-exporter bench-relay bench-chaos bench-mail-chart images demo down stress stress-local webapp-image bench-time-to-detect
+.PHONY: install install-stack test lint bench-exporter bench-relay bench-chaos bench-mail-chart images demo down stress stress-local webapp-image bench-time-to-detect
+
+# Two stamps: the demo needs only `.[stack]`; the tests need `.[dev]` (which includes it).
+$(VENV)/.installed-stack: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[stack]'
+	touch $@
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
-	touch $@
+	touch $@ $(VENV)/.installed-stack
 
 install: $(VENV)/.installed
+
+install-stack: $(VENV)/.installed-stack
 
 lint: install
 	$(PY) -m ruff check .
@@ -42,14 +51,14 @@ bench-mail-chart: install
 	$(PY) -m bench.mail_chart --mails 50
 
 # The whole stack on this machine (Docker engine, images, docker-compose); Ctrl-C leaves it up.
-demo: install
+demo: install-stack
 	$(VENV)/bin/dockpulse demo
 
-down: install
+down: install-stack
 	$(VENV)/bin/dockpulse down
 
 # WORKERS=N (stress, stress-local): a Locust master and N worker processes instead of one.
-stress: install
+stress: install-stack
 	$(VENV)/bin/dockpulse stress $(PROFILE) --duration $(DURATION) --workers $(WORKERS)
 
 # Locust from the venv against a webapp already running at TARGET, headless for DURATION:

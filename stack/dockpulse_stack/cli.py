@@ -12,7 +12,7 @@ import docker
 import requests
 
 from dockpulse_stack.demo import demo, down, stress
-from dockpulse_stack.engine import find_or_start_engine
+from dockpulse_stack.engine import discover_engine
 from dockpulse_stack.errors import StackError
 from dockpulse_stack.rootfs import busybox_image, python_base_image
 
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         return down(volumes=args.volumes)
     if args.command == "stress":
         return stress(args.profile, args.duration, args.workers)
-    engine = find_or_start_engine()
+    engine = discover_engine()
     if args.command == "engine":
         print(engine.host)
     else:

@@ -27,8 +27,8 @@ from dockpulse_stack.demo_secrets import SECRET_NAMES, demo_secrets, forget_secr
 from dockpulse_stack.engine import (
     DEFAULT_STATE_DIR,
     Engine,
+    discover_engine,
     engine_answers,
-    find_or_start_engine,
     unmount_leftovers,
 )
 from dockpulse_stack.errors import StackError
@@ -172,10 +172,10 @@ def follow_logs(stack: Stack) -> None:
 
 def demo(follow: bool = True) -> int:
     started = time.monotonic()
-    engine = find_or_start_engine()
+    engine = discover_engine()
     DEMO_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
     record_engine(engine, DEMO_DIR)
-    print(f"dockpulse: Docker engine at {engine.host}", file=sys.stderr)
+    print(f"dockpulse: Docker engine at {engine.host} ({engine.source})", file=sys.stderr)
     grafana = image_exists(engine, GRAFANA_IMAGE)
     env_file = DEMO_DIR / "compose.env"
     stack = Stack(engine.host, env_file, profiles=("grafana",) if grafana else ())

@@ -6,6 +6,8 @@ networking: no bridge, no iptables, no masquerading; containers use `--network h
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import signal
@@ -27,6 +29,11 @@ from dockpulse_stack.host_packages import ensure_debian_packages
 DEFAULT_STATE_DIR = Path(os.environ.get("DOCKPULSE_ENGINE_DIR", "/tmp/dockpulse-engine"))
 ENGINE_PACKAGES = {"dockerd": "docker.io", "containerd": "containerd", "docker": "docker.io"}
 DOCKERD_FLAGS = ("--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false")
+DEFAULT_SOCKET = Path("/var/run/docker.sock")
+# Signs of a Docker installation of any origin (docker.io, docker-ce, containerd.io, Desktop):
+# where one is present, dockpulse never installs Debian's docker.io over it.
+DOCKER_COMMANDS = ("dockerd", "docker", "containerd")
+GROUP_HINT = "sudo usermod -aG docker $USER, then log in again"
 
 
 class EngineError(StackError):
@@ -39,6 +46,7 @@ class Engine:
 
     host: str
     owned: bool = False
+    source: str = "DOCKER_HOST"  # how it was found, as the demo says it
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     state_dir: Path | None = None
 
@@ -89,8 +97,17 @@ def engine_answers(host: str, timeout: float = 3.0) -> bool:
 
 
 def start_private_dockerd(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 60.0) -> Engine:
-    """Start a private dockerd with its own data root, exec root and unix socket."""
-    ensure_debian_packages(ENGINE_PACKAGES)
+    """Start a private dockerd with its own data root, exec root and unix socket; Debian's
+    docker.io is installed first only where no Docker installation is present at all."""
+    if docker_installed():
+        missing = [command for command in ENGINE_PACKAGES if shutil.which(command) is None]
+        if missing:
+            raise EngineError(
+                f"Docker is installed here without {', '.join(missing)} on PATH: start your "
+                "Docker engine (sudo systemctl start docker), or set DOCKER_HOST"
+            )
+    else:
+        ensure_debian_packages(ENGINE_PACKAGES)
     if os.geteuid() != 0:
         raise EngineError("starting a private dockerd needs root; or set DOCKER_HOST to an engine")
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -135,9 +152,91 @@ def last_line(log: Path) -> str:
     return lines[-1] if lines else "empty log"
 
 
+def docker_context_host(config_dir: Path | None = None) -> tuple[str, str] | None:
+    """(host, context name) of the Docker CLI's current context (DOCKER_CONTEXT, else
+    `currentContext` of config.json), None for the default context or none at all."""
+    config_dir = config_dir or Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker"))
+    name = os.environ.get("DOCKER_CONTEXT")
+    if not name:
+        try:
+            name = json.loads((config_dir / "config.json").read_text()).get("currentContext")
+        except (OSError, ValueError, AttributeError):
+            return None
+    if not name or name == "default":
+        return None
+    meta = config_dir / "contexts" / "meta" / hashlib.sha256(name.encode()).hexdigest()
+    try:
+        endpoint = json.loads((meta / "meta.json").read_text())["Endpoints"]["docker"]["Host"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise EngineError(
+            f"the Docker context {name!r} has no endpoint in {meta}/meta.json: "
+            "`docker context use default`, or set DOCKER_HOST"
+        ) from None
+    return str(endpoint), name
+
+
+def engine_candidates() -> list[Engine]:
+    """Where users' engines listen, in the order the Docker CLI looks: DOCKER_HOST, the
+    current context, the default socket, then the rootless one."""
+    host = os.environ.get("DOCKER_HOST")
+    if host:
+        return [Engine(host=host, source="DOCKER_HOST")]
+    candidates = []
+    context = docker_context_host()
+    if context is not None:
+        candidates.append(Engine(host=context[0], source=f"docker context {context[1]}"))
+    candidates.append(Engine(host=f"unix://{DEFAULT_SOCKET}", source="the default socket"))
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime_dir:
+        rootless = Path(runtime_dir) / "docker.sock"
+        candidates.append(Engine(host=f"unix://{rootless}", source="rootless Docker"))
+    return candidates
+
+
+def check_socket_access(host: str) -> None:
+    """EngineError naming the socket and the fix when it exists but this user may not use it."""
+    if not host.startswith("unix://"):
+        return
+    socket = Path(host.removeprefix("unix://"))
+    if socket.exists() and not os.access(socket, os.R_OK | os.W_OK):
+        raise EngineError(
+            f"permission denied on {socket}: add yourself to the docker group ({GROUP_HINT}), "
+            "or set DOCKER_HOST"
+        )
+
+
+def docker_installed() -> bool:
+    """True when any Docker installation is on this machine (commands or the default socket)."""
+    return DEFAULT_SOCKET.exists() or any(shutil.which(c) for c in DOCKER_COMMANDS)
+
+
+def discover_engine(state_dir: Path = DEFAULT_STATE_DIR) -> Engine:
+    """The user's engine (the first of `engine_candidates` that answers); only when none does,
+    a private dockerd (root, with dockerd present or installable from Debian's docker.io)."""
+    candidates = engine_candidates()
+    for candidate in candidates:
+        check_socket_access(candidate.host)
+        if engine_answers(candidate.host):
+            return candidate
+        if candidate.source == "DOCKER_HOST" or candidate.source.startswith("docker context"):
+            raise EngineError(
+                f"the Docker engine at {candidate.host} ({candidate.source}) does not answer: "
+                "start it, or point DOCKER_HOST elsewhere"
+            )
+    if docker_installed() and (shutil.which("dockerd") is None or os.geteuid() != 0):
+        raise EngineError(
+            f"no Docker engine answers at {', '.join(c.host for c in candidates)}: start "
+            "Docker (sudo systemctl start docker), or set DOCKER_HOST"
+        )
+    engine = start_private_dockerd(state_dir)
+    engine.source = "a private dockerd of dockpulse's"
+    return engine
+
+
 def find_or_start_engine(state_dir: Path = DEFAULT_STATE_DIR) -> Engine:
-    """The engine at DOCKER_HOST when set (EngineError when it does not answer); otherwise a
-    private one, started when it does not run yet."""
+    """The tests' and benchmarks' engine: the one at DOCKER_HOST when set (EngineError when it
+    does not answer); otherwise a private one, started when it does not run yet. Never the
+    user's default engine found by `discover_engine`: tests start and kill containers."""
     host = os.environ.get("DOCKER_HOST")
     if host:
         if engine_answers(host):

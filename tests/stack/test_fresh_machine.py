@@ -139,7 +139,7 @@ build_stack_images(Engine({private_engine.host!r}), (debian, python))
 
 
 def test_missing_packages_without_root_say_what_to_run(tmp_path: Path) -> None:
-    path = fresh_path(tmp_path / "bin", hidden=("dockerd", "containerd"))
+    path = fresh_path(tmp_path / "bin", hidden=("dockerd", "containerd", "docker"))
     env = {**os.environ, "PATH": path}
     env.pop("DOCKER_HOST", None)
     # A user namespace without a mapping: dockpulse runs as uid 65534, not root.
@@ -163,7 +163,7 @@ def isolated_apt(tmp_path: Path) -> Path:
 
 
 def test_no_network_to_the_mirror_is_one_line(tmp_path: Path) -> None:
-    path = fresh_path(tmp_path / "bin", hidden=("dockerd", "containerd"))
+    path = fresh_path(tmp_path / "bin", hidden=("dockerd", "containerd", "docker"))
     env = {**os.environ, "PATH": path, "APT_CONFIG": str(isolated_apt(tmp_path))}
     env.pop("DOCKER_HOST", None)
     result = dockpulse("engine", env=env)
@@ -171,7 +171,7 @@ def test_no_network_to_the_mirror_is_one_line(tmp_path: Path) -> None:
 
 
 def test_apt_busy_is_waited_for_then_one_line(tmp_path: Path) -> None:
-    path = fresh_path(tmp_path / "bin", hidden=("dockerd", "containerd"))
+    path = fresh_path(tmp_path / "bin", hidden=("dockerd", "containerd", "docker"))
     config = isolated_apt(tmp_path)
     env = {**os.environ, "PATH": path, "APT_CONFIG": str(config), "DOCKPULSE_APT_WAIT": "3"}
     env.pop("DOCKER_HOST", None)
