@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -9,6 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from dockpulse_exporter.config import Probe
+from dockpulse_exporter.probes import ProbeResult, ProbeRunner
 from tests.helpers import free_port, value, values, wait_until
 
 
@@ -77,3 +80,47 @@ def test_a_slow_target_never_delays_a_scrape(start_exporter, target_server) -> N
         started = time.perf_counter()
         exporter.scrape()
         assert time.perf_counter() - started < 0.5
+
+
+class KeepAliveHandler(TargetHandler):
+    """HTTP/1.1 with Content-Length: the client may keep the connection for its next request."""
+
+    protocol_version = "HTTP/1.1"
+
+
+@pytest.fixture
+def stops_accepting_after_first_request() -> Iterator[str]:
+    """A server that closes its listening socket once it has answered one request, but keeps
+    serving the connection that request came on (a dead listener, a draining process)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/ok"
+
+    def serve_one_connection() -> None:
+        connection, address = listener.accept()
+        listener.close()  # no new connection from now on: connecting is refused
+        with connection:
+            KeepAliveHandler(connection, address, None)  # serves until the client hangs up
+
+    server_thread = threading.Thread(target=serve_one_connection, daemon=True)
+    server_thread.start()
+    yield url
+    listener.close()
+    server_thread.join(timeout=5)
+
+
+def test_every_probe_run_opens_a_new_connection(stops_accepting_after_first_request) -> None:
+    """Like blackbox_exporter, a run never reuses a kept-alive connection: once the server stops
+    accepting, the next run fails with status 0 although the old connection would still answer."""
+    probe = Probe(
+        name="draining", url=stops_accepting_after_first_request, interval=0.2, timeout=0.2
+    )
+    outcomes: list[ProbeResult] = []
+    runner = ProbeRunner([probe], on_result=lambda: outcomes.extend(runner.results()))
+    runner.start()
+    try:
+        wait_until(lambda: len(outcomes) >= 2, timeout=5, interval=0.05)
+    finally:
+        runner.stop()
+    first, second = outcomes[:2]
+    assert (first.success, first.status_code) == (True, 200)
+    assert (second.success, second.status_code) == (False, 0)
