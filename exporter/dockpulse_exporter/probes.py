@@ -42,12 +42,18 @@ class ProbeResult:
         return buckets
 
 
-def probe_once(session: requests.Session, probe: Probe) -> tuple[bool, float, int]:
-    """(success, duration in seconds, HTTP status or 0 when no answer)."""
+def probe_once(probe: Probe) -> tuple[bool, float, int]:
+    """(success, duration in seconds, HTTP status or 0 when no answer).
+
+    Each run opens a new connection in a session of its own, closed afterwards, as
+    blackbox_exporter does: a kept-alive connection would hide a listener that no longer accepts,
+    and the duration includes the connect time every new client pays.
+    """
     started = time.perf_counter()
     try:
-        response = session.get(str(probe.url), timeout=probe.timeout, allow_redirects=True)
-        status = response.status_code
+        with requests.Session() as session:
+            response = session.get(str(probe.url), timeout=probe.timeout, allow_redirects=True)
+            status = response.status_code
     except requests.RequestException:
         status = 0
     duration = time.perf_counter() - started
@@ -85,10 +91,9 @@ class ProbeRunner:
             ]
 
     def _loop(self, probe: Probe) -> None:
-        session = requests.Session()
         next_run = time.monotonic()
         while not self._stop.is_set():
-            success, duration, status = probe_once(session, probe)
+            success, duration, status = probe_once(probe)
             with self._lock:
                 self._results[probe.name].record(success, duration, status)
             self.on_result()

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
+import requests
 
-from tests.helpers import free_port, value, values, wait_until
+from dockpulse_exporter.config import Probe
+from dockpulse_exporter.probes import ProbeResult, ProbeRunner, probe_once
+from tests.helpers import free_port, scrape, value, values, wait_until
+from tests.support.local_stack import binary, stop_process
 
 
 class TargetHandler(BaseHTTPRequestHandler):
@@ -77,3 +86,121 @@ def test_a_slow_target_never_delays_a_scrape(start_exporter, target_server) -> N
         started = time.perf_counter()
         exporter.scrape()
         assert time.perf_counter() - started < 0.5
+
+
+class KeepAliveHandler(TargetHandler):
+    """HTTP/1.1 with Content-Length: the client may keep the connection for its next request."""
+
+    protocol_version = "HTTP/1.1"
+
+
+class ListenerThatStopsAccepting:
+    """A keep-alive HTTP/1.1 server on 127.0.0.1 whose listening socket can be closed while the
+    connections it already accepted are still served (a dead listener, a draining process)."""
+
+    def __init__(self, after_first_request: bool = False) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/ok"
+        self.after_first_request = after_first_request
+        self.accepting = threading.Thread(target=self._accept_loop, daemon=True)
+        self.accepting.start()
+
+    def stop_accepting(self) -> None:
+        """Close the listener: from now on, connecting is refused."""
+        with suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() on Linux
+        self.listener.close()
+
+    def _accept_loop(self) -> None:
+        with suppress(OSError):  # the listener was closed
+            while True:
+                connection, address = self.listener.accept()
+                threading.Thread(
+                    target=self._serve, args=(connection, address), daemon=True
+                ).start()
+
+    def _serve(self, connection: socket.socket, address: tuple[str, int]) -> None:
+        server = self
+
+        class Handler(KeepAliveHandler):
+            def do_GET(self) -> None:
+                super().do_GET()
+                if server.after_first_request:
+                    server.stop_accepting()
+
+        with connection:
+            Handler(connection, address, None)  # serves until the client hangs up
+
+
+@pytest.fixture
+def stops_accepting_after_first_request() -> Iterator[str]:
+    server = ListenerThatStopsAccepting(after_first_request=True)
+    yield server.url
+    server.stop_accepting()
+
+
+def test_every_probe_run_opens_a_new_connection(stops_accepting_after_first_request) -> None:
+    """Like blackbox_exporter, a run never reuses a kept-alive connection: once the server stops
+    accepting, the next run fails with status 0 although the old connection would still answer."""
+    probe = Probe(
+        name="draining", url=stops_accepting_after_first_request, interval=0.2, timeout=0.2
+    )
+    outcomes: list[ProbeResult] = []
+    runner = ProbeRunner([probe], on_result=lambda: outcomes.extend(runner.results()))
+    runner.start()
+    try:
+        wait_until(lambda: len(outcomes) >= 2, timeout=5, interval=0.05)
+    finally:
+        runner.stop()
+    first, second = outcomes[:2]
+    assert (first.success, first.status_code) == (True, 200)
+    assert (second.success, second.status_code) == (False, 0)
+
+
+BLACKBOX_CONFIG = """
+modules:
+  http_2xx:
+    prober: http
+    timeout: 2s
+    http:
+      preferred_ip_protocol: ip4
+"""
+
+
+@pytest.fixture
+def blackbox_exporter(tmp_path: Path) -> Iterator[str]:
+    """The real blackbox_exporter (Debian's prometheus-blackbox-exporter) on a free port."""
+    config = tmp_path / "blackbox.yml"
+    config.write_text(BLACKBOX_CONFIG)
+    address = f"127.0.0.1:{free_port()}"
+    command = [binary("prometheus-blackbox-exporter", "blackbox_exporter")]
+    command += [f"--config.file={config}", f"--web.listen-address={address}"]
+    log = (tmp_path / "blackbox.log").open("wb")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://{address}"
+    try:
+        wait_until(lambda: requests.get(f"{url}/-/healthy", timeout=1).ok, timeout=10)
+        yield url
+    finally:
+        stop_process(process)
+        log.close()
+
+
+def test_blackbox_exporter_agrees_once_the_listener_stopped_accepting(blackbox_exporter) -> None:
+    """Both answer 1/200 while the server accepts, and 0/0 once it only serves old connections."""
+    server = ListenerThatStopsAccepting()
+    probe = Probe(name="draining", url=server.url, interval=1, timeout=1)
+    query = urlencode({"target": server.url, "module": "http_2xx"})
+
+    def both() -> list[tuple[float | None, float | None]]:
+        success, _, status = probe_once(probe)
+        samples = scrape(f"{blackbox_exporter}/probe?{query}")
+        blackbox = (value(samples, "probe_success"), value(samples, "probe_http_status_code"))
+        return [(float(success), float(status)), blackbox]
+
+    try:
+        assert both() == [(1, 200), (1, 200)]
+        server.stop_accepting()
+        assert both() == [(0, 0), (0, 0)]
+    finally:
+        server.stop_accepting()
