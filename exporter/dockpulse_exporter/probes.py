@@ -1,38 +1,75 @@
-"""HTTP health probes, each on its own schedule in its own thread; never inside a scrape."""
+"""HTTP health probes, each on its own schedule in its own thread; never inside a scrape.
+
+Every run opens a new connection (as blackbox_exporter does), so a listener that stopped
+accepting, a full accept queue or a replaced certificate is seen by the next run; the run is
+timed in blackbox_exporter's phases (resolve, connect, tls, processing, transfer).
+"""
 
 from __future__ import annotations
 
 import bisect
 import dataclasses
+import http.client
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import requests
+from urllib.parse import urljoin, urlsplit
 
 from dockpulse_exporter.config import Probe
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+PHASES = ("resolve", "connect", "tls", "processing", "transfer")
+FAILURE_REASONS = ("refused", "timeout", "dns", "tls", "status", "body")
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 10  # blackbox_exporter's (Go's net/http) limit
+USER_AGENT = "dockpulse-probe"
+
+
+@dataclass(slots=True)
+class ProbeRun:
+    """What one probe run saw; phases are summed over redirects, as blackbox_exporter does."""
+
+    success: bool = False
+    duration: float = 0.0
+    status_code: int = 0
+    phases: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+    ssl: bool = False
+    redirects: int = 0
+    http_version: float = 0.0
+    content_length: int = -1  # -1: no Content-Length header (blackbox_exporter's value)
+    failure: str | None = None  # one of FAILURE_REASONS when the run failed
 
 
 @dataclass(slots=True)
 class ProbeResult:
-    """The latest outcome of one probe plus its latency histogram."""
+    """The latest run of one probe plus its latency histogram."""
 
     probe: Probe
-    success: bool = False
-    duration_seconds: float = 0.0
-    status_code: int = 0
+    last: ProbeRun = field(default_factory=ProbeRun)
     runs: int = 0
     bucket_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
     latency_sum: float = 0.0
 
-    def record(self, success: bool, duration: float, status_code: int) -> None:
-        self.success, self.duration_seconds, self.status_code = success, duration, status_code
+    @property
+    def success(self) -> bool:
+        return self.last.success
+
+    @property
+    def duration_seconds(self) -> float:
+        return self.last.duration
+
+    @property
+    def status_code(self) -> int:
+        return self.last.status_code
+
+    def record(self, run: ProbeRun) -> None:
+        self.last = run
         self.runs += 1
-        self.bucket_counts[bisect.bisect_left(LATENCY_BUCKETS, duration)] += 1
-        self.latency_sum += duration
+        self.bucket_counts[bisect.bisect_left(LATENCY_BUCKETS, run.duration)] += 1
+        self.latency_sum += run.duration
 
     def cumulative_buckets(self) -> list[tuple[str, int]]:
         running, buckets = 0, []
@@ -42,16 +79,98 @@ class ProbeResult:
         return buckets
 
 
-def probe_once(session: requests.Session, probe: Probe) -> tuple[bool, float, int]:
-    """(success, duration in seconds, HTTP status or 0 when no answer)."""
+def failure_reason(error: BaseException) -> str:
+    """Map a connection error to one of the bounded FAILURE_REASONS."""
+    if isinstance(error, socket.gaierror):
+        return "dns"
+    if isinstance(error, TimeoutError):  # socket.timeout is TimeoutError since 3.10
+        return "timeout"
+    if isinstance(error, ssl.SSLError | ssl.CertificateError):
+        return "tls"
+    return "refused"  # refused, reset, closed before answering: no usable connection
+
+
+class _Deadline:
+    def __init__(self, timeout: float) -> None:
+        self.at = time.perf_counter() + timeout
+
+    def remaining(self) -> float:
+        left = self.at - time.perf_counter()
+        if left <= 0:
+            raise TimeoutError("probe timeout")
+        return left
+
+
+def _request_once(url: str, run: ProbeRun, deadline: _Deadline) -> http.client.HTTPResponse:
+    """One request on a new connection; adds its phase times to `run`. Returns the response
+    with its body read (the connection is closed)."""
+    parts = urlsplit(url)
+    https = parts.scheme == "https"
+    host = parts.hostname or ""
+    port = parts.port or (443 if https else 80)
     started = time.perf_counter()
+    address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    resolved = time.perf_counter()
+    run.phases["resolve"] += resolved - started
+    sock = socket.socket(address[0], address[1], address[2])
     try:
-        response = session.get(str(probe.url), timeout=probe.timeout, allow_redirects=True)
-        status = response.status_code
-    except requests.RequestException:
-        status = 0
-    duration = time.perf_counter() - started
-    return status in probe.expected_status, duration, status
+        sock.settimeout(deadline.remaining())
+        sock.connect(address[4])
+        connected = time.perf_counter()
+        run.phases["connect"] += connected - resolved
+        handshaken = connected
+        if https:
+            context = ssl.create_default_context()
+            sock.settimeout(deadline.remaining())
+            sock = context.wrap_socket(sock, server_hostname=host)
+            handshaken = time.perf_counter()
+            run.phases["tls"] += handshaken - connected
+        connection = http.client.HTTPConnection(host, port)
+        connection.sock = sock
+        sock.settimeout(deadline.remaining())
+        path = parts.path or "/"
+        connection.request(
+            "GET",
+            f"{path}?{parts.query}" if parts.query else path,
+            headers={"User-Agent": USER_AGENT, "Connection": "close"},
+        )
+        response = connection.getresponse()
+        first_byte = time.perf_counter()
+        run.phases["processing"] += first_byte - handshaken
+        sock.settimeout(deadline.remaining())
+        response.read()
+        run.phases["transfer"] += time.perf_counter() - first_byte
+        run.ssl = https
+        return response
+    finally:
+        sock.close()
+
+
+def probe_once(probe: Probe) -> ProbeRun:
+    """Run `probe` once on fresh connections, following redirects like blackbox_exporter."""
+    run = ProbeRun()
+    deadline = _Deadline(probe.timeout)
+    started = time.perf_counter()
+    url = str(probe.url)
+    try:
+        while True:
+            response = _request_once(url, run, deadline)
+            location = response.getheader("Location")
+            if response.status in REDIRECT_STATUSES and location and run.redirects < MAX_REDIRECTS:
+                run.redirects += 1
+                url = urljoin(url, location)
+                continue
+            break
+        run.status_code = response.status
+        run.http_version = response.version / 10
+        length = response.getheader("Content-Length")
+        run.content_length = int(length) if length and length.isdigit() else -1
+        run.success = run.status_code in probe.expected_status
+        run.failure = None if run.success else "status"
+    except (OSError, http.client.HTTPException) as error:
+        run.failure = failure_reason(error)
+    run.duration = time.perf_counter() - started
+    return run
 
 
 class ProbeRunner:
@@ -85,12 +204,11 @@ class ProbeRunner:
             ]
 
     def _loop(self, probe: Probe) -> None:
-        session = requests.Session()
         next_run = time.monotonic()
         while not self._stop.is_set():
-            success, duration, status = probe_once(session, probe)
+            run = probe_once(probe)
             with self._lock:
-                self._results[probe.name].record(success, duration, status)
+                self._results[probe.name].record(run)
             self.on_result()
             next_run += probe.interval
             self._stop.wait(max(next_run - time.monotonic(), 0.0))
