@@ -484,6 +484,16 @@ class ExporterCollector(Collector):
             "1 for the reason the last probe failed (refused, timeout, dns, tls, status, body).",
             labels=[*PROBE_LABELS, "reason"],
         )
+        expiry = GaugeMetricFamily(
+            "probe_ssl_earliest_cert_expiry",
+            "notAfter of the last probe's server certificate, Unix seconds.",
+            labels=PROBE_LABELS,
+        )
+        tls_version = GaugeMetricFamily(
+            "probe_tls_version_info",
+            "TLS version of the last probe.",
+            labels=[*PROBE_LABELS, "version"],
+        )
         for result in results:
             labels = [str(result.probe.url), result.probe.name]
             run = result.last
@@ -501,8 +511,12 @@ class ExporterCollector(Collector):
             length.add_metric(labels, run.content_length)
             for reason in FAILURE_REASONS:
                 failure.add_metric([*labels, reason], 1 if run.failure == reason else 0)
+            if run.cert_expiry is not None:
+                expiry.add_metric(labels, run.cert_expiry)
+            if run.tls_version is not None:
+                tls_version.add_metric([*labels, run.tls_version], 1)
         yield from (success, duration, status, latency, slow)
-        yield from (phases, tls, redirects, version, length, failure)
+        yield from (phases, tls, redirects, version, length, failure, expiry, tls_version)
 
 
 def _may_stop(container: Container) -> bool:

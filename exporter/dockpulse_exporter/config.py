@@ -6,7 +6,15 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    FilePath,
+    HttpUrl,
+    model_validator,
+)
 
 from dockpulse.settings import Duration, ListenAddress, load_settings
 
@@ -64,11 +72,19 @@ class Probe(BaseModel):
     timeout: Duration = 2.0
     expected_status: list[int] = Field(default_factory=lambda: [200], min_length=1)
     slow_threshold: Duration | None = None  # exported for the "probe slow" rule
+    ca_file: FilePath | None = None  # PEM CA bundle for a private CA (https only)
+    insecure_skip_verify: bool = False  # accept any certificate (the run still records it)
 
     @model_validator(mode="after")
     def _timeout_within_interval(self) -> Probe:
         if self.timeout > self.interval:
             raise ValueError("timeout must not exceed interval")
+        return self
+
+    @model_validator(mode="after")
+    def _tls_options_need_https(self) -> Probe:
+        if (self.ca_file or self.insecure_skip_verify) and self.url.scheme != "https":
+            raise ValueError("ca_file and insecure_skip_verify need an https url")
         return self
 
 

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
+from cryptography import x509
+
 from dockpulse_exporter.config import Probe
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -41,6 +43,8 @@ class ProbeRun:
     http_version: float = 0.0
     content_length: int = -1  # -1: no Content-Length header (blackbox_exporter's value)
     failure: str | None = None  # one of FAILURE_REASONS when the run failed
+    cert_expiry: float | None = None  # the final server certificate's notAfter, Unix seconds
+    tls_version: str | None = None  # "TLS 1.3", as blackbox_exporter names it
 
 
 @dataclass(slots=True)
@@ -90,6 +94,22 @@ def failure_reason(error: BaseException) -> str:
     return "refused"  # refused, reset, closed before answering: no usable connection
 
 
+def tls_context(probe: Probe) -> ssl.SSLContext:
+    """Verifying against the system's CAs, or the probe's `ca_file`; nothing when insecure."""
+    context = ssl.create_default_context(cafile=probe.ca_file)
+    if probe.insecure_skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def certificate_expiry(der: bytes | None) -> float | None:
+    """notAfter of a DER certificate (read without verifying it), in Unix seconds."""
+    if not der:
+        return None
+    return x509.load_der_x509_certificate(der).not_valid_after_utc.timestamp()
+
+
 class _Deadline:
     def __init__(self, timeout: float) -> None:
         self.at = time.perf_counter() + timeout
@@ -101,7 +121,9 @@ class _Deadline:
         return left
 
 
-def _request_once(url: str, run: ProbeRun, deadline: _Deadline) -> http.client.HTTPResponse:
+def _request_once(
+    probe: Probe, url: str, run: ProbeRun, deadline: _Deadline
+) -> http.client.HTTPResponse:
     """One request on a new connection; adds its phase times to `run`. Returns the response
     with its body read (the connection is closed)."""
     parts = urlsplit(url)
@@ -120,11 +142,12 @@ def _request_once(url: str, run: ProbeRun, deadline: _Deadline) -> http.client.H
         run.phases["connect"] += connected - resolved
         handshaken = connected
         if https:
-            context = ssl.create_default_context()
             sock.settimeout(deadline.remaining())
-            sock = context.wrap_socket(sock, server_hostname=host)
+            sock = tls_context(probe).wrap_socket(sock, server_hostname=host)
             handshaken = time.perf_counter()
             run.phases["tls"] += handshaken - connected
+            run.tls_version = sock.version().replace("TLSv", "TLS ")
+            run.cert_expiry = certificate_expiry(sock.getpeercert(binary_form=True))
         connection = http.client.HTTPConnection(host, port)
         connection.sock = sock
         sock.settimeout(deadline.remaining())
@@ -141,6 +164,8 @@ def _request_once(url: str, run: ProbeRun, deadline: _Deadline) -> http.client.H
         response.read()
         run.phases["transfer"] += time.perf_counter() - first_byte
         run.ssl = https
+        if not https:
+            run.tls_version = run.cert_expiry = None  # redirected from https to http
         return response
     finally:
         sock.close()
@@ -154,7 +179,7 @@ def probe_once(probe: Probe) -> ProbeRun:
     url = str(probe.url)
     try:
         while True:
-            response = _request_once(url, run, deadline)
+            response = _request_once(probe, url, run, deadline)
             location = response.getheader("Location")
             if response.status in REDIRECT_STATUSES and location and run.redirects < MAX_REDIRECTS:
                 run.redirects += 1

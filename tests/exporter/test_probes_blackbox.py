@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import datetime
 import http.client
+import ipaddress
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -26,7 +29,13 @@ from tests.helpers import free_port, wait_until
 
 BLACKBOX = "/usr/bin/prometheus-blackbox-exporter"
 TIMEOUT = 1.0
-COMPARED = ("probe_success", "probe_http_status_code", "probe_http_ssl", "probe_http_redirects")
+COMPARED = (
+    "probe_success",
+    "probe_http_status_code",
+    "probe_http_ssl",
+    "probe_http_redirects",
+    "probe_ssl_earliest_cert_expiry",
+)
 RELEASE = threading.Event()  # set at teardown: lets the /hang handlers return
 
 
@@ -70,22 +79,9 @@ def url(server: ThreadingHTTPServer, path: str, scheme: str = "http") -> str:
     return f"{scheme}://127.0.0.1:{server.server_address[1]}{path}"
 
 
-def expired_self_signed(directory: Path) -> ssl.SSLContext:
-    """A server context with a self-signed certificate that expired yesterday."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=30))
-        .not_valid_after(now - datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+def write_pem(directory: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey):
+    """Write `stem`.pem and `stem`.key; return a server context serving that certificate."""
+    cert_file, key_file = directory / f"{stem}.pem", directory / f"{stem}.key"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_file.write_bytes(
         key.private_bytes(
@@ -99,12 +95,66 @@ def expired_self_signed(directory: Path) -> ssl.SSLContext:
     return context
 
 
+def certificate(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[str, ec.EllipticCurvePrivateKey] | None,
+    valid: tuple[datetime.timedelta, datetime.timedelta],
+    ca: bool = False,
+) -> x509.Certificate:
+    """A certificate for 127.0.0.1 valid from now+valid[0] to now+valid[1] (seconds only)."""
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    issuer_name, issuer_key = issuer or (subject, key)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now + valid[0])
+        .not_valid_after(now + valid[1])
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(issuer_key, hashes.SHA256())
+    )
+
+
+@dataclass
+class Pki:
+    ca_file: Path
+    expiring: ssl.SSLContext  # signed by the CA, expires in 3 days
+    expiring_not_after: float
+    expired: ssl.SSLContext  # self-signed, expired yesterday
+
+
 @pytest.fixture(scope="module")
-def blackbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    directory = tmp_path_factory.mktemp("pki")
+    day = datetime.timedelta(days=1)
+    ca_key, leaf_key, expired_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    ca = certificate("dockpulse test CA", ca_key, None, (-day, 30 * day), ca=True)
+    write_pem(directory, "ca", ca, ca_key)
+    leaf = certificate("127.0.0.1", leaf_key, ("dockpulse test CA", ca_key), (-day, 3 * day))
+    expired = certificate("127.0.0.1", expired_key, None, (-30 * day, -day))
+    return Pki(
+        ca_file=directory / "ca.pem",
+        expiring=write_pem(directory, "leaf", leaf, leaf_key),
+        expiring_not_after=leaf.not_valid_after_utc.timestamp(),
+        expired=write_pem(directory, "expired", expired, expired_key),
+    )
+
+
+@pytest.fixture(scope="module")
+def blackbox(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[str]:
     config = tmp_path_factory.mktemp("blackbox") / "blackbox.yml"
+    module = f"    prober: http\n    timeout: {int(TIMEOUT * 1000)}ms\n    http:\n"
     config.write_text(
-        "modules:\n  http_2xx:\n    prober: http\n"
-        f"    timeout: {int(TIMEOUT * 1000)}ms\n    http:\n      preferred_ip_protocol: ip4\n"
+        f"modules:\n  http_2xx:\n{module}"
+        f"  http_2xx_ca:\n{module}      tls_config:\n        ca_file: {pki.ca_file}\n"
+        f"  http_2xx_insecure:\n{module}      tls_config:\n        insecure_skip_verify: true\n"
     )
     address = f"127.0.0.1:{free_port()}"
     process = subprocess.Popen(
@@ -120,9 +170,9 @@ def blackbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def blackbox_says(blackbox: str, target: str) -> dict[str, float]:
+def blackbox_says(blackbox: str, target: str, module: str = "http_2xx") -> dict[str, float]:
     answer = requests.get(
-        f"{blackbox}/probe", params={"module": "http_2xx", "target": target}, timeout=5
+        f"{blackbox}/probe", params={"module": module, "target": target}, timeout=5
     )
     answer.raise_for_status()
     return {
@@ -133,20 +183,25 @@ def blackbox_says(blackbox: str, target: str) -> dict[str, float]:
     }
 
 
-def dockpulse_says(target: str) -> tuple[dict[str, float], ProbeRun]:
-    run = probe_once(Probe(name="t", url=target, timeout=TIMEOUT, expected_status=[200]))
-    return {
+def dockpulse_says(target: str, **options: object) -> tuple[dict[str, float], ProbeRun]:
+    probe = Probe(name="t", url=target, timeout=TIMEOUT, expected_status=[200], **options)
+    run = probe_once(probe)
+    said = {
         "probe_success": float(run.success),
         "probe_http_status_code": float(run.status_code),
         "probe_http_ssl": float(run.ssl),
         "probe_http_redirects": float(run.redirects),
-    }, run
+    }
+    if run.cert_expiry is not None:
+        said["probe_ssl_earliest_cert_expiry"] = run.cert_expiry
+    return said, run
 
 
 @pytest.fixture(scope="module")
-def targets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def targets(pki: Pki) -> Iterator[dict[str, str]]:
     plain = serve()
-    tls = serve(expired_self_signed(tmp_path_factory.mktemp("tls")))
+    tls = serve(pki.expired)
+    private = serve(pki.expiring)
     yield {
         "ok": url(plain, "/ok"),
         "unavailable": url(plain, "/unavailable"),
@@ -154,10 +209,11 @@ def targets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
         "hang": url(plain, "/hang"),
         "refused": f"http://127.0.0.1:{free_port()}/health",
         "expired_tls": url(tls, "/ok", scheme="https"),
+        "private_ca": url(private, "/ok", scheme="https"),
     }
     RELEASE.set()
-    plain.shutdown()
-    tls.shutdown()
+    for server in (plain, tls, private):
+        server.shutdown()
 
 
 EXPECTED = {
@@ -167,6 +223,7 @@ EXPECTED = {
     "hang": (0, 0, "timeout"),
     "refused": (0, 0, "refused"),
     "expired_tls": (0, 0, "tls"),
+    "private_ca": (0, 0, "tls"),  # verified against the system's CAs: refused
 }
 
 
@@ -214,3 +271,30 @@ def test_phases_add_up_to_the_whole_run(targets) -> None:
     assert all(seconds >= 0 for seconds in run.phases.values())
     assert run.phases["tls"] == 0
     assert sum(run.phases.values()) <= run.duration
+
+
+@pytest.mark.parametrize(
+    ("target", "module", "options"),
+    [
+        ("private_ca", "http_2xx_ca", {"ca_file": "CA"}),
+        ("expired_tls", "http_2xx_insecure", {"insecure_skip_verify": True}),
+    ],
+)
+def test_tls_against_a_private_ca_or_unverified_agrees_with_blackbox_exporter(
+    blackbox, targets, pki, target, module, options
+) -> None:
+    options = {k: pki.ca_file if v == "CA" else v for k, v in options.items()}
+    ours, run = dockpulse_says(targets[target], **options)
+    assert ours == blackbox_says(blackbox, targets[target], module)  # expiry to the second
+    assert ours["probe_success"] == 1 and ours["probe_http_ssl"] == 1
+    assert run.tls_version == "TLS 1.3"
+    assert run.phases["tls"] > 0
+    if target == "private_ca":
+        assert run.cert_expiry == pki.expiring_not_after
+    else:
+        assert run.cert_expiry < time.time()  # expired, and reported as such
+
+
+def test_tls_options_need_an_https_url() -> None:
+    with pytest.raises(ValueError, match="need an https url"):
+        Probe(name="t", url="http://127.0.0.1/", insecure_skip_verify=True)
