@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -61,6 +62,12 @@ def _label_filter(value: Any) -> Any:
     return value
 
 
+# A regex written as text, searched in the body's bytes (as blackbox_exporter does).
+BodyPattern = Annotated[
+    re.Pattern[bytes], BeforeValidator(lambda v: v.encode() if isinstance(v, str) else v)
+]
+
+
 class Probe(BaseModel):
     """An HTTP health probe, run on its own schedule (blackbox_exporter's metrics)."""
 
@@ -72,6 +79,12 @@ class Probe(BaseModel):
     timeout: Duration = 2.0
     expected_status: list[int] = Field(default_factory=lambda: [200], min_length=1)
     slow_threshold: Duration | None = None  # exported for the "probe slow" rule
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = None  # sent as the request body (a POST health endpoint)
+    # Python `re` syntax, searched in the final answer's body (blackbox_exporter's names)
+    fail_if_body_matches_regexp: list[BodyPattern] = Field(default_factory=list)
+    fail_if_body_not_matches_regexp: list[BodyPattern] = Field(default_factory=list)
     ca_file: FilePath | None = None  # PEM CA bundle for a private CA (https only)
     insecure_skip_verify: bool = False  # accept any certificate (the run still records it)
 

@@ -130,10 +130,11 @@ class _Deadline:
 
 
 def _request_once(
-    probe: Probe, url: str, run: ProbeRun, deadline: _Deadline
-) -> http.client.HTTPResponse:
-    """One request on a new connection; adds its phase times to `run`. Returns the response
-    with its body read (the connection is closed)."""
+    probe: Probe, request: tuple[str, str, str | None], run: ProbeRun, deadline: _Deadline
+) -> tuple[http.client.HTTPResponse, bytes]:
+    """One request (method, url, body) on a new connection; adds its phase times to `run`.
+    Returns the response and its body (the connection is closed)."""
+    method, url, body = request
     parts = urlsplit(url)
     https = parts.scheme == "https"
     host = parts.hostname or ""
@@ -161,22 +162,45 @@ def _request_once(
         sock.settimeout(deadline.remaining())
         path = parts.path or "/"
         connection.request(
-            "GET",
+            method,
             f"{path}?{parts.query}" if parts.query else path,
-            headers={"User-Agent": USER_AGENT, "Connection": "close"},
+            body=body.encode() if body is not None else None,
+            headers={"User-Agent": USER_AGENT, **probe.headers, "Connection": "close"},
         )
         response = connection.getresponse()
         first_byte = time.perf_counter()
         run.phases["processing"] += first_byte - handshaken
         sock.settimeout(deadline.remaining())
-        response.read()
+        content = response.read()
         run.phases["transfer"] += time.perf_counter() - first_byte
         run.ssl = https
         if not https:
             run.tls_version = run.cert_expiry = None  # redirected from https to http
-        return response
+        return response, content
     finally:
         sock.close()
+
+
+def _redirected(
+    request: tuple[str, str, str | None], status: int, url: str
+) -> tuple[str, str, str | None]:
+    """The next request, as Go's client (blackbox_exporter) makes it: 301/302/303 turn a
+    request other than GET/HEAD into a GET without body; 307/308 repeat it."""
+    method, _, body = request
+    if status in (301, 302, 303) and method not in ("GET", "HEAD"):
+        return "GET", url, None
+    return method, url, body
+
+
+def _check(probe: Probe, status: int, content: bytes) -> str | None:
+    """The failure reason for an answer, None when it passes (status first, then the body)."""
+    if status not in probe.expected_status:
+        return "status"
+    if any(pattern.search(content) for pattern in probe.fail_if_body_matches_regexp):
+        return "body"
+    if not all(pattern.search(content) for pattern in probe.fail_if_body_not_matches_regexp):
+        return "body"
+    return None
 
 
 def probe_once(probe: Probe) -> ProbeRun:
@@ -184,22 +208,22 @@ def probe_once(probe: Probe) -> ProbeRun:
     run = ProbeRun()
     deadline = _Deadline(probe.timeout)
     started = time.perf_counter()
-    url = str(probe.url)
+    request = (probe.method, str(probe.url), probe.body)
     try:
         while True:
-            response = _request_once(probe, url, run, deadline)
+            response, content = _request_once(probe, request, run, deadline)
             location = response.getheader("Location")
             if response.status in REDIRECT_STATUSES and location and run.redirects < MAX_REDIRECTS:
                 run.redirects += 1
-                url = urljoin(url, location)
+                request = _redirected(request, response.status, urljoin(request[1], location))
                 continue
             break
         run.status_code = response.status
         run.http_version = response.version / 10
         length = response.getheader("Content-Length")
         run.content_length = int(length) if length and length.isdigit() else -1
-        run.success = run.status_code in probe.expected_status
-        run.failure = None if run.success else "status"
+        run.failure = _check(probe, run.status_code, content)
+        run.success = run.failure is None
     except (OSError, http.client.HTTPException) as error:
         run.failure = failure_reason(error)
     run.duration = time.perf_counter() - started

@@ -51,10 +51,22 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        self.send_response(503 if self.path == "/unavailable" else 200)
-        self.send_header("Content-Length", "2")
+        if self.path == "/degraded":
+            self.answer(200, b"status: degraded")
+            return
+        self.answer(503 if self.path == "/unavailable" else 200, b"ok")
+
+    def do_POST(self) -> None:
+        """/ping answers pong to a POST of "ping" with the header X-Probe: yes, else 400."""
+        sent = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        ping = sent == b"ping" and self.headers.get("X-Probe") == "yes"
+        self.answer(200 if ping else 400, b"pong" if ping else b"bad ping")
+
+    def answer(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(b"ok")
+        self.wfile.write(body)
 
     def log_message(self, *args: object) -> None:
         return
@@ -155,6 +167,10 @@ def blackbox(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[str
         f"modules:\n  http_2xx:\n{module}"
         f"  http_2xx_ca:\n{module}      tls_config:\n        ca_file: {pki.ca_file}\n"
         f"  http_2xx_insecure:\n{module}      tls_config:\n        insecure_skip_verify: true\n"
+        f"  http_healthy:\n{module}      fail_if_body_not_matches_regexp: [healthy]\n"
+        f"  http_not_degraded:\n{module}      fail_if_body_matches_regexp: [degraded]\n"
+        f"  http_ping:\n{module}      method: POST\n      headers: {{X-Probe: 'yes'}}\n"
+        "      body: ping\n      fail_if_body_not_matches_regexp: [pong]\n"
     )
     address = f"127.0.0.1:{free_port()}"
     process = subprocess.Popen(
@@ -298,3 +314,40 @@ def test_tls_against_a_private_ca_or_unverified_agrees_with_blackbox_exporter(
 def test_tls_options_need_an_https_url() -> None:
     with pytest.raises(ValueError, match="need an https url"):
         Probe(name="t", url="http://127.0.0.1/", insecure_skip_verify=True)
+
+
+PING = {"method": "POST", "headers": {"X-Probe": "yes"}, "body": "ping"}
+
+
+@pytest.mark.parametrize(
+    ("path", "module", "options", "expected"),
+    [
+        ("/degraded", "http_healthy", {"fail_if_body_not_matches_regexp": ["healthy"]}, "body"),
+        ("/degraded", "http_not_degraded", {"fail_if_body_matches_regexp": ["degraded"]}, "body"),
+        ("/ok", "http_not_degraded", {"fail_if_body_matches_regexp": ["degraded"]}, None),
+        ("/ping", "http_ping", {**PING, "fail_if_body_not_matches_regexp": ["pong"]}, None),
+    ],
+)
+def test_body_checks_method_headers_and_body_agree_with_blackbox_exporter(
+    blackbox, targets, path, module, options, expected
+) -> None:
+    target = targets["ok"].removesuffix("/ok") + path
+    ours, run = dockpulse_says(target, **options)
+    assert ours == blackbox_says(blackbox, target, module)
+    assert run.failure == expected
+    assert ours["probe_http_status_code"] == 200  # a body failure keeps the status
+
+
+def test_a_post_without_its_header_fails_on_status() -> None:
+    server = serve()
+    try:
+        _, run = dockpulse_says(url(server, "/ping"), method="POST", body="ping")
+        assert (run.status_code, run.failure) == (400, "status")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_bad_body_regex_is_a_clear_error_naming_the_field() -> None:
+    with pytest.raises(ValueError, match="fail_if_body_matches_regexp"):
+        Probe(name="t", url="http://127.0.0.1/", fail_if_body_matches_regexp=["("])
