@@ -503,12 +503,13 @@ class ExporterCollector(Collector):
             latency.add_metric(labels, result.cumulative_buckets(), result.latency_sum)
             if result.probe.slow_threshold is not None:
                 slow.add_metric(labels, result.probe.slow_threshold)
-            for phase, seconds in run.phases.items():
-                phases.add_metric([*labels, phase], seconds)
-            tls.add_metric(labels, 1 if run.ssl else 0)
-            redirects.add_metric(labels, run.redirects)
-            version.add_metric(labels, run.http_version)
-            length.add_metric(labels, run.content_length)
+            if result.probe.url.scheme != "tcp":  # HTTP families, as blackbox's http prober
+                for phase, seconds in run.phases.items():
+                    phases.add_metric([*labels, phase], seconds)
+                tls.add_metric(labels, 1 if run.ssl else 0)
+                redirects.add_metric(labels, run.redirects)
+                version.add_metric(labels, run.http_version)
+                length.add_metric(labels, run.content_length)
             for reason in FAILURE_REASONS:
                 failure.add_metric([*labels, reason], 1 if run.failure == reason else 0)
             if run.cert_expiry is not None:

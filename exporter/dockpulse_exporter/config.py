@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AnyUrl,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     FilePath,
-    HttpUrl,
+    UrlConstraints,
     model_validator,
 )
 
@@ -62,6 +63,11 @@ def _label_filter(value: Any) -> Any:
     return value
 
 
+# http(s):// is an HTTP probe; tcp://host:port succeeds on connect (and TLS handshake).
+ProbeUrl = Annotated[
+    AnyUrl, UrlConstraints(allowed_schemes=["http", "https", "tcp"], host_required=True)
+]
+
 # A regex written as text, searched in the body's bytes (as blackbox_exporter does).
 BodyPattern = Annotated[
     re.Pattern[bytes], BeforeValidator(lambda v: v.encode() if isinstance(v, str) else v)
@@ -74,7 +80,8 @@ class Probe(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1)
-    url: HttpUrl
+    url: ProbeUrl
+    tls: bool = False  # tcp:// only: a TLS handshake after connecting (blackbox's tcp `tls`)
     interval: Duration = 5.0
     timeout: Duration = 2.0
     expected_status: list[int] = Field(default_factory=lambda: [200], min_length=1)
@@ -95,9 +102,15 @@ class Probe(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _tls_options_need_https(self) -> Probe:
-        if (self.ca_file or self.insecure_skip_verify) and self.url.scheme != "https":
-            raise ValueError("ca_file and insecure_skip_verify need an https url")
+    def _options_fit_the_scheme(self) -> Probe:
+        scheme = self.url.scheme
+        if scheme == "tcp" and self.url.port is None:
+            raise ValueError("url: a tcp:// url needs a port")
+        if self.tls and scheme != "tcp":
+            raise ValueError("tls is for tcp:// urls (https:// is TLS already)")
+        uses_tls = scheme == "https" or self.tls
+        if (self.ca_file or self.insecure_skip_verify) and not uses_tls:
+            raise ValueError("ca_file and insecure_skip_verify need an https url (or tcp with tls)")
         return self
 
 

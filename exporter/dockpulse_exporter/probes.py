@@ -203,11 +203,34 @@ def _check(probe: Probe, status: int, content: bytes) -> str | None:
     return None
 
 
+def _tcp_once(probe: Probe, run: ProbeRun, deadline: _Deadline) -> None:
+    """Connect (and with `tls`, handshake); success is getting that far."""
+    host, port = probe.url.host or "", probe.url.port
+    sock = socket.create_connection((host, port), timeout=deadline.remaining())
+    try:
+        if probe.tls:
+            sock.settimeout(deadline.remaining())
+            sock = tls_context(probe).wrap_socket(sock, server_hostname=host)
+            run.tls_version = sock.version().replace("TLSv", "TLS ")
+            run.cert_expiry = certificate_expiry(sock.getpeercert(binary_form=True))
+            run.ssl = True
+        run.success = True
+    finally:
+        sock.close()
+
+
 def probe_once(probe: Probe) -> ProbeRun:
     """Run `probe` once on fresh connections, following redirects like blackbox_exporter."""
     run = ProbeRun()
     deadline = _Deadline(probe.timeout)
     started = time.perf_counter()
+    if probe.url.scheme == "tcp":
+        try:
+            _tcp_once(probe, run, deadline)
+        except OSError as error:
+            run.failure = failure_reason(error)
+        run.duration = time.perf_counter() - started
+        return run
     request = (probe.method, str(probe.url), probe.body)
     try:
         while True:

@@ -171,6 +171,9 @@ def blackbox(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[str
         f"  http_not_degraded:\n{module}      fail_if_body_matches_regexp: [degraded]\n"
         f"  http_ping:\n{module}      method: POST\n      headers: {{X-Probe: 'yes'}}\n"
         "      body: ping\n      fail_if_body_not_matches_regexp: [pong]\n"
+        f"  tcp_connect:\n    prober: tcp\n    timeout: {int(TIMEOUT * 1000)}ms\n"
+        f"  tcp_tls:\n    prober: tcp\n    timeout: {int(TIMEOUT * 1000)}ms\n    tcp:\n"
+        f"      tls: true\n      tls_config:\n        ca_file: {pki.ca_file}\n"
     )
     address = f"127.0.0.1:{free_port()}"
     process = subprocess.Popen(
@@ -351,3 +354,31 @@ def test_a_post_without_its_header_fails_on_status() -> None:
 def test_a_bad_body_regex_is_a_clear_error_naming_the_field() -> None:
     with pytest.raises(ValueError, match="fail_if_body_matches_regexp"):
         Probe(name="t", url="http://127.0.0.1/", fail_if_body_matches_regexp=["("])
+
+
+@pytest.mark.parametrize(
+    ("target", "module", "options", "expected"),
+    [
+        ("ok", "tcp_connect", {}, None),
+        ("refused", "tcp_connect", {}, "refused"),
+        ("private_ca", "tcp_tls", {"tls": True, "ca_file": "CA"}, None),
+        ("expired_tls", "tcp_tls", {"tls": True, "ca_file": "CA"}, "tls"),
+    ],
+)
+def test_tcp_probes_agree_with_blackbox_exporter(
+    blackbox, targets, pki, target, module, options, expected
+) -> None:
+    address = targets[target].split("://")[1].split("/")[0]
+    options = {k: pki.ca_file if v == "CA" else v for k, v in options.items()}
+    run = probe_once(Probe(name="t", url=f"tcp://{address}", timeout=TIMEOUT, **options))
+    theirs = blackbox_says(blackbox, address, module)
+    assert run.success == bool(theirs["probe_success"])
+    assert run.failure == expected
+    assert run.cert_expiry == theirs.get("probe_ssl_earliest_cert_expiry")
+    if target == "private_ca":
+        assert run.cert_expiry == pki.expiring_not_after
+
+
+def test_a_tcp_url_needs_a_port() -> None:
+    with pytest.raises(ValueError, match="needs a port"):
+        Probe(name="t", url="tcp://127.0.0.1")
