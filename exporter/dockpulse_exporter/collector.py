@@ -23,7 +23,7 @@ from dockpulse.settings import parse_duration
 from dockpulse_exporter.config import LabelFilter
 from dockpulse_exporter.families import Family, LabelSet, Row
 from dockpulse_exporter.model import Container, Filesystem, Snapshot, Usage
-from dockpulse_exporter.probes import ProbeResult
+from dockpulse_exporter.probes import FAILURE_REASONS, ProbeResult
 
 log = logging.getLogger(__name__)
 
@@ -467,15 +467,64 @@ class ExporterCollector(Collector):
             "Latency above which the probe counts as slow (from the probe's config).",
             labels=PROBE_LABELS,
         )
+        phases = GaugeMetricFamily(
+            "probe_http_duration_seconds",
+            "Duration of each phase of the last probe, summed over redirects.",
+            labels=[*PROBE_LABELS, "phase"],
+        )
+        tls = GaugeMetricFamily(
+            "probe_http_ssl", "1 when the last probe's final request used TLS.", labels=PROBE_LABELS
+        )
+        redirects = GaugeMetricFamily(
+            "probe_http_redirects", "Redirects followed by the last probe.", labels=PROBE_LABELS
+        )
+        version = GaugeMetricFamily(
+            "probe_http_version", "HTTP version of the last probe's answer.", labels=PROBE_LABELS
+        )
+        length = GaugeMetricFamily(
+            "probe_http_content_length",
+            "Content-Length of the last probe's answer, -1 when absent.",
+            labels=PROBE_LABELS,
+        )
+        failure = GaugeMetricFamily(
+            "dockpulse_probe_failure",
+            "1 for the reason the last probe failed (refused, timeout, dns, tls, status, body).",
+            labels=[*PROBE_LABELS, "reason"],
+        )
+        expiry = GaugeMetricFamily(
+            "probe_ssl_earliest_cert_expiry",
+            "notAfter of the last probe's server certificate, Unix seconds.",
+            labels=PROBE_LABELS,
+        )
+        tls_version = GaugeMetricFamily(
+            "probe_tls_version_info",
+            "TLS version of the last probe.",
+            labels=[*PROBE_LABELS, "version"],
+        )
         for result in results:
             labels = [str(result.probe.url), result.probe.name]
+            run = result.last
             success.add_metric(labels, 1 if result.success else 0)
             duration.add_metric(labels, result.duration_seconds)
             status.add_metric(labels, result.status_code)
             latency.add_metric(labels, result.cumulative_buckets(), result.latency_sum)
             if result.probe.slow_threshold is not None:
                 slow.add_metric(labels, result.probe.slow_threshold)
+            if result.probe.url.scheme != "tcp":  # HTTP families, as blackbox's http prober
+                for phase, seconds in run.phases.items():
+                    phases.add_metric([*labels, phase], seconds)
+                tls.add_metric(labels, 1 if run.ssl else 0)
+                redirects.add_metric(labels, run.redirects)
+                version.add_metric(labels, run.http_version)
+                length.add_metric(labels, run.content_length)
+            for reason in FAILURE_REASONS:
+                failure.add_metric([*labels, reason], 1 if run.failure == reason else 0)
+            if run.cert_expiry is not None:
+                expiry.add_metric(labels, run.cert_expiry)
+            if run.tls_version is not None:
+                tls_version.add_metric([*labels, run.tls_version], 1)
         yield from (success, duration, status, latency, slow)
+        yield from (phases, tls, redirects, version, length, failure, expiry, tls_version)
 
 
 def _may_stop(container: Container) -> bool:

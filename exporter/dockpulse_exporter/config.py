@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import (
+    AnyUrl,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    FilePath,
+    UrlConstraints,
+    model_validator,
+)
 
 from dockpulse.settings import Duration, ListenAddress, load_settings
 
@@ -53,22 +63,54 @@ def _label_filter(value: Any) -> Any:
     return value
 
 
+# http(s):// is an HTTP probe; tcp://host:port succeeds on connect (and TLS handshake).
+ProbeUrl = Annotated[
+    AnyUrl, UrlConstraints(allowed_schemes=["http", "https", "tcp"], host_required=True)
+]
+
+# A regex written as text, searched in the body's bytes (as blackbox_exporter does).
+BodyPattern = Annotated[
+    re.Pattern[bytes], BeforeValidator(lambda v: v.encode() if isinstance(v, str) else v)
+]
+
+
 class Probe(BaseModel):
     """An HTTP health probe, run on its own schedule (blackbox_exporter's metrics)."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1)
-    url: HttpUrl
+    url: ProbeUrl
+    tls: bool = False  # tcp:// only: a TLS handshake after connecting (blackbox's tcp `tls`)
     interval: Duration = 5.0
     timeout: Duration = 2.0
     expected_status: list[int] = Field(default_factory=lambda: [200], min_length=1)
     slow_threshold: Duration | None = None  # exported for the "probe slow" rule
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = None  # sent as the request body (a POST health endpoint)
+    # Python `re` syntax, searched in the final answer's body (blackbox_exporter's names)
+    fail_if_body_matches_regexp: list[BodyPattern] = Field(default_factory=list)
+    fail_if_body_not_matches_regexp: list[BodyPattern] = Field(default_factory=list)
+    ca_file: FilePath | None = None  # PEM CA bundle for a private CA (https only)
+    insecure_skip_verify: bool = False  # accept any certificate (the run still records it)
 
     @model_validator(mode="after")
     def _timeout_within_interval(self) -> Probe:
         if self.timeout > self.interval:
             raise ValueError("timeout must not exceed interval")
+        return self
+
+    @model_validator(mode="after")
+    def _options_fit_the_scheme(self) -> Probe:
+        scheme = self.url.scheme
+        if scheme == "tcp" and self.url.port is None:
+            raise ValueError("url: a tcp:// url needs a port")
+        if self.tls and scheme != "tcp":
+            raise ValueError("tls is for tcp:// urls (https:// is TLS already)")
+        uses_tls = scheme == "https" or self.tls
+        if (self.ca_file or self.insecure_skip_verify) and not uses_tls:
+            raise ValueError("ca_file and insecure_skip_verify need an https url (or tcp with tls)")
         return self
 
 

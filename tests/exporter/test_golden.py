@@ -18,7 +18,7 @@ from dockpulse_exporter.collector import ContainerCollector, ExporterCollector
 from dockpulse_exporter.config import LabelFilter, Probe
 from dockpulse_exporter.exposition import Exposition
 from dockpulse_exporter.model import Container, Filesystem, MachineSample, Sample, Snapshot, Usage
-from dockpulse_exporter.probes import ProbeResult
+from dockpulse_exporter.probes import ProbeResult, ProbeRun
 
 GOLDEN = Path(__file__).parent / "golden"
 CONTAINER_ID = "c0ffee" * 10 + "abcd"
@@ -186,7 +186,9 @@ def test_exposition_matches_golden_file(tmp_path: Path) -> None:
         taken_at=1_700_000_100.0,
     )
     probe = ProbeResult(Probe(name="webapp", url="http://127.0.0.1:8000/health", slow_threshold=1))
-    probe.record(True, 0.03, 200)
+    probe.record(
+        ProbeRun(success=True, duration=0.03, status_code=200, http_version=1.1, content_length=2)
+    )
     containers = CollectorRegistry(auto_describe=False)
     collector = ContainerCollector(lambda: snapshot, LabelFilter(deny=["dockpulse.*"]))
     containers.register(collector)

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from urllib.parse import urlencode
 
 import pytest
-import requests
 
 from dockpulse_exporter.config import Probe
-from dockpulse_exporter.probes import ProbeResult, ProbeRunner, probe_once
-from tests.helpers import free_port, scrape, value, values, wait_until
-from tests.support.local_stack import binary, stop_process
+from dockpulse_exporter.probes import ProbeResult, ProbeRunner
+from tests.helpers import free_port, value, values, wait_until
 
 
 class TargetHandler(BaseHTTPRequestHandler):
@@ -155,52 +150,3 @@ def test_every_probe_run_opens_a_new_connection(stops_accepting_after_first_requ
     first, second = outcomes[:2]
     assert (first.success, first.status_code) == (True, 200)
     assert (second.success, second.status_code) == (False, 0)
-
-
-BLACKBOX_CONFIG = """
-modules:
-  http_2xx:
-    prober: http
-    timeout: 2s
-    http:
-      preferred_ip_protocol: ip4
-"""
-
-
-@pytest.fixture
-def blackbox_exporter(tmp_path: Path) -> Iterator[str]:
-    """The real blackbox_exporter (Debian's prometheus-blackbox-exporter) on a free port."""
-    config = tmp_path / "blackbox.yml"
-    config.write_text(BLACKBOX_CONFIG)
-    address = f"127.0.0.1:{free_port()}"
-    command = [binary("prometheus-blackbox-exporter", "blackbox_exporter")]
-    command += [f"--config.file={config}", f"--web.listen-address={address}"]
-    log = (tmp_path / "blackbox.log").open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://{address}"
-    try:
-        wait_until(lambda: requests.get(f"{url}/-/healthy", timeout=1).ok, timeout=10)
-        yield url
-    finally:
-        stop_process(process)
-        log.close()
-
-
-def test_blackbox_exporter_agrees_once_the_listener_stopped_accepting(blackbox_exporter) -> None:
-    """Both answer 1/200 while the server accepts, and 0/0 once it only serves old connections."""
-    server = ListenerThatStopsAccepting()
-    probe = Probe(name="draining", url=server.url, interval=1, timeout=1)
-    query = urlencode({"target": server.url, "module": "http_2xx"})
-
-    def both() -> list[tuple[float | None, float | None]]:
-        success, _, status = probe_once(probe)
-        samples = scrape(f"{blackbox_exporter}/probe?{query}")
-        blackbox = (value(samples, "probe_success"), value(samples, "probe_http_status_code"))
-        return [(float(success), float(status)), blackbox]
-
-    try:
-        assert both() == [(1, 200), (1, 200)]
-        server.stop_accepting()
-        assert both() == [(0, 0), (0, 0)]
-    finally:
-        server.stop_accepting()
