@@ -166,9 +166,11 @@ class CgroupReader:
 
     def read(self, container: Container) -> Usage | None:
         """The container's usage, or None when its cgroup is not readable here; CgroupGone when
-        the files it had open went away with the container."""
+        the cgroup it was read from went away (it stopped; Docker's view may lag)."""
         files = self._files.get(container.id) or self._open(container)
         if files is None:
+            if container.id in self._ids:  # it had a cgroup, which went with its process
+                raise CgroupGone(container.id)
             return None
         try:
             raw = files.read_all()
