@@ -7,7 +7,7 @@ TARGET ?= http://127.0.0.1:8000
 DURATION ?= 4m
 WORKERS ?= 0
 
-.PHONY: install test lint bench-exporter bench-relay bench-chaos bench-mail-chart images demo down stress stress-local webapp-image bench-time-to-detect
+.PHONY: install test test-cgroupv2 lint bench-exporter bench-relay bench-chaos bench-mail-chart images demo down stress stress-local webapp-image bench-time-to-detect
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,6 +23,11 @@ lint: install
 
 test: lint
 	$(PY) -m pytest
+
+# The exporter on a cgroup v2 + systemd Debian guest under qemu (tests/hosts/): builds the
+# image (cached in ~/.cache/dockpulse/guest by its inputs), boots it, asserts its checks.
+test-cgroupv2: install
+	$(PY) -m pytest -m guest tests/hosts -s
 
 images: install
 	$(VENV)/bin/dockpulse images
