@@ -40,14 +40,31 @@ def expand_slice(slice_name: str) -> str:
     return "/".join("-".join(parts[: i + 1]) + ".slice" for i in range(len(parts)))
 
 
-def candidate_paths(container_id: str, cgroup_parent: str) -> list[str]:
-    """Cgroup paths Docker's cgroupfs and systemd drivers give a container, most likely first."""
+def candidate_paths(container_id: str, cgroup_parent: str, driver: str = "") -> list[str]:
+    """Cgroup paths Docker gives a container, most likely first.
+
+    `driver` is Docker's `CgroupDriver` (`docker info`): under `systemd` a container is the
+    scope `docker-<id>.scope` in its slice (`system.slice` unless `--cgroup-parent` names
+    one), under `cgroupfs` the directory `<parent>/<id>` (`/docker` by default). Unknown ("")
+    when the engine has not told yet: both forms, the parent's shape deciding the first.
+    """
     parent = cgroup_parent.strip("/")
+    is_slice = parent.endswith(".slice") and "/" not in parent
+    systemd = (
+        posixpath.join(expand_slice(parent), f"docker-{container_id}.scope")
+        if is_slice
+        else f"system.slice/docker-{container_id}.scope"
+    )
+    cgroupfs = f"{parent or 'docker'}/{container_id}"
+    if driver == "systemd":
+        return [systemd, cgroupfs]
+    if driver == "cgroupfs":
+        return [cgroupfs, systemd]
     candidates = [f"docker/{container_id}", f"system.slice/docker-{container_id}.scope"]
-    if parent.endswith(".slice") and "/" not in parent:
-        candidates.insert(0, posixpath.join(expand_slice(parent), f"docker-{container_id}.scope"))
+    if is_slice:
+        candidates.insert(0, systemd)
     elif parent:
-        candidates.insert(0, f"{parent}/{container_id}")
+        candidates.insert(0, cgroupfs)
     return candidates
 
 
@@ -120,6 +137,7 @@ class CgroupLocator:
 
     def __init__(self, root: Path, proc_root: Path) -> None:
         self.root = root
+        self.driver = ""  # Docker's CgroupDriver, once the engine has told (see candidate_paths)
         self.proc_root = proc_root
         self.unified = (root / "cgroup.controllers").exists()
         try:
@@ -134,8 +152,9 @@ class CgroupLocator:
         return location or self._from_candidates(container_id, cgroup_parent)
 
     def expected_id(self, container_id: str, cgroup_parent: str) -> str:
-        """The `id` a container not running (no cgroup to look at) gets: Docker's naming."""
-        return "/" + candidate_paths(container_id, cgroup_parent)[0]
+        """The `id` a container not running (no cgroup to look at) gets: Docker's naming under
+        its cgroup driver."""
+        return "/" + candidate_paths(container_id, cgroup_parent, self.driver)[0]
 
     def _controller_dir(self, controller: str, relative: str) -> Path:
         base = self.root / controller if controller else self.root
@@ -166,7 +185,7 @@ class CgroupLocator:
         return None
 
     def _from_candidates(self, container_id: str, cgroup_parent: str) -> Location | None:
-        for relative in candidate_paths(container_id, cgroup_parent):
+        for relative in candidate_paths(container_id, cgroup_parent, self.driver):
             if self.unified:
                 if (self.root / relative / "cpu.stat").exists():
                     return Location("/" + relative, {"": self.root / relative})

@@ -26,10 +26,14 @@ V1_FILES = {
     "memory.stat": "memory",
     "blkio.throttle.io_service_bytes_recursive": "blkio",
     "blkio.throttle.io_serviced_recursive": "blkio",
+    "memory.oom_control": "memory",  # `oom_kill N` since Linux 4.13
 }
-V1_OPTIONAL = {"memory.max_usage_in_bytes"}
+V1_OPTIONAL = {"memory.max_usage_in_bytes", "memory.oom_control"}
 V2_FILES = ("cpu.stat", "memory.current", "memory.stat")
-V2_OPTIONAL = ("io.stat", "memory.swap.current", "memory.peak")
+V2_OPTIONAL = ("io.stat", "memory.swap.current", "memory.peak", "memory.events")
+# Interfaces cAdvisor leaves out of a container's network (libcontainer's ignored prefixes):
+# loopback, the host ends of veth pairs, Docker's and nerdctl's bridges.
+IGNORED_INTERFACES = ("lo", "veth", "docker", "nerdctl")
 
 
 def _keyed(data: bytes) -> dict[bytes, int]:
@@ -52,6 +56,18 @@ def _pick(data: bytes, key: bytes) -> int:
             return 0
     end = data.find(b"\n", start)
     return int(data[start + len(key) + 1 : end if end >= 0 else None])
+
+
+def _oom_kills(data: bytes | None) -> int | None:
+    """`oom_kill` of memory.events (v2) or memory.oom_control (v1); None when not kept."""
+    if data is None or b"oom_kill " not in data:
+        return None
+    return _keyed(data).get(b"oom_kill", 0)
+
+
+class CgroupGone(Exception):
+    """The container's open cgroup files stopped answering: its cgroup was removed, i.e. it
+    stopped (Docker's view may not say so yet). Not a cgroup that cannot be found."""
 
 
 class OpenFiles:
@@ -149,15 +165,16 @@ class CgroupReader:
         return sum(len(files.fds) for files in self._files.values()) + len(self._network)
 
     def read(self, container: Container) -> Usage | None:
-        """The container's usage, or None when its cgroup is not readable here."""
+        """The container's usage, or None when its cgroup is not readable here; CgroupGone when
+        the files it had open went away with the container."""
         files = self._files.get(container.id) or self._open(container)
         if files is None:
             return None
         try:
             raw = files.read_all()
-        except OSError:
+        except OSError as exc:
             self.release(container.id)
-            return None
+            raise CgroupGone(container.id) from exc
         network = None
         if container.network_mode != "host" and container.pid > 0:
             network = self._read_network(container)
@@ -166,7 +183,7 @@ class CgroupReader:
             return files.last[1]  # nothing changed (an idle container): nothing to parse
         try:
             usage = self._parse_v2(raw) if self.unified else self._parse_v1(raw)
-            usage.network = parse_net_dev(network) if network else {}
+            usage.network = parse_net_dev(network, IGNORED_INTERFACES) if network else {}
         except (ValueError, IndexError):
             self.release(container.id)
             return None
@@ -251,6 +268,7 @@ class CgroupReader:
             memory_cache_bytes=_pick(memory_stat, b"total_cache"),
             memory_swap_bytes=_pick(memory_stat, b"total_swap"),
             memory_max_usage_bytes=int(peak) if peak is not None else None,
+            oom_events=_oom_kills(raw.get("memory.oom_control")),
         )
         service_bytes = raw["blkio.throttle.io_service_bytes_recursive"]
         self._blkio(service_bytes, usage.io_read_bytes, usage.io_write_bytes)
@@ -276,6 +294,7 @@ class CgroupReader:
             memory_cache_bytes=memory_stat.get(b"file", 0),
             memory_swap_bytes=int(swap) if swap is not None else 0,
             memory_max_usage_bytes=int(peak) if peak is not None else None,
+            oom_events=_oom_kills(raw.get("memory.events")),
         )
         if "io.stat" in raw:
             for line in raw["io.stat"].decode().splitlines():

@@ -272,6 +272,11 @@ USAGE_FAMILIES = [
         )
         for direction, _, metric in NETWORK_FIELDS
     ),
+    _counter(
+        "container_oom_events",
+        "OOM kills in the container's cgroup since it started, a child process's included "
+        "(memory.events on cgroup v2, memory.oom_control on v1).",
+    ),
 ]
 LAST_SEEN = 12
 
@@ -327,6 +332,8 @@ def _usage_rows(
                 for interface, counts in u.network.items()
             ]
         )
+    oom_events = u.oom_events
+    rows.append([(labels, no, oom_events)] if oom_events is not None and not is_root else [])
     return rows
 
 

@@ -87,6 +87,7 @@ class DockerWatcher:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.docker_up = False
+        self.cgroup_driver = ""  # `docker info`'s CgroupDriver (systemd, cgroupfs), "" until read
         self.errors_total = 0
         self._client: docker.APIClient | None = None
 
@@ -132,6 +133,8 @@ class DockerWatcher:
 
     def resync(self, client: docker.APIClient, full: bool = True) -> None:
         """List all containers; inspect each (`full`) or only those new or changed in state."""
+        if full:
+            self.cgroup_driver = str(client.info().get("CgroupDriver") or "")
         known = self.containers_by_id()
         fresh: dict[str, Container] = {}
         for summary in client.containers(all=True):

@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dockpulse_exporter.cgroups import READ_SIZE, USER_HZ, parse_net_dev
+from dockpulse_exporter.cgroups import IGNORED_INTERFACES, READ_SIZE, USER_HZ, parse_net_dev
 from dockpulse_exporter.devices import IGNORED_DEVICES, DeviceNames, DiskStats
 from dockpulse_exporter.docker_watch import DOCKER_ERRORS, DockerWatcher
 from dockpulse_exporter.model import Filesystem, Usage
 
 log = logging.getLogger(__name__)
 
-# Interfaces cAdvisor leaves out of the root cgroup's network (containers' ends, bridges).
-IGNORED_INTERFACES = ("lo", "veth", "docker", "br-", "nerdctl")
+# Interfaces cAdvisor leaves out of the root cgroup's network: a container's, plus bridges.
+HOST_IGNORED_INTERFACES = (*IGNORED_INTERFACES, "br-")
 SECTOR_BYTES = 512
 
 
@@ -70,7 +70,7 @@ def _host_network(proc_root: Path) -> dict:
     for pid in ("1", "self"):
         try:
             with open(proc_root / pid / "net" / "dev", "rb") as file:
-                return parse_net_dev(file.read(READ_SIZE), IGNORED_INTERFACES)
+                return parse_net_dev(file.read(READ_SIZE), HOST_IGNORED_INTERFACES)
         except OSError:
             continue
     return {}

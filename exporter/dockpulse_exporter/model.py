@@ -60,6 +60,7 @@ class Usage:
     memory_cache_bytes: int = 0
     memory_swap_bytes: int = 0
     memory_max_usage_bytes: int | None = None  # None where the kernel keeps no peak
+    oom_events: int | None = None  # OOM kills in the cgroup; None where the kernel keeps none
     io_read_bytes: dict[str, int] = field(default_factory=dict)  # by device "major:minor"
     io_write_bytes: dict[str, int] = field(default_factory=dict)
     io_reads: dict[str, int] = field(default_factory=dict)  # completed read operations

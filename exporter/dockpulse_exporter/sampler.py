@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from dockpulse_exporter.cgroups import CgroupReader
+from dockpulse_exporter.cgroups import CgroupGone, CgroupReader
 from dockpulse_exporter.docker_watch import DockerWatcher
 from dockpulse_exporter.machine import FilesystemSampler, FilesystemState, root_usage
 from dockpulse_exporter.model import Container, MachineSample, Sample, Snapshot, Usage
@@ -71,6 +71,7 @@ class Sampler:
     def refresh(self) -> Snapshot:
         started = time.perf_counter()
         containers = self.watcher.containers()
+        self.cgroups.locator.driver = self.watcher.cgroup_driver
         running = [c for c in containers if c.running]
         self._release_gone(containers, running)
         usages, fallback = self._read_usage(running)
@@ -127,7 +128,11 @@ class Sampler:
         usages: dict[str, Usage | None] = {}
         unreadable: list[Container] = []
         for container in running:
-            usage = self.cgroups.read(container)
+            try:
+                usage = self.cgroups.read(container)
+            except CgroupGone:  # it stopped since Docker last said running: no usage, no API
+                usages[container.id] = None
+                continue
             if usage is None:
                 unreadable.append(container)
             usages[container.id] = usage

@@ -12,6 +12,7 @@ from typing import Any
 
 import docker
 
+from dockpulse_exporter.cgroups import IGNORED_INTERFACES
 from dockpulse_exporter.devices import DeviceNames
 from dockpulse_exporter.model import Container, NetworkCounters, Usage
 
@@ -52,6 +53,8 @@ def usage_from_stats(stats: dict[str, Any], devices: DeviceNames | None = None) 
             if target is not None:
                 target[device] = target.get(device, 0) + int(entry.get("value") or 0)
     for interface, net in (stats.get("networks") or {}).items():
+        if interface.startswith(IGNORED_INTERFACES):
+            continue
         usage.network[interface] = NetworkCounters(
             receive_bytes=int(net.get("rx_bytes", 0)),
             receive_packets=int(net.get("rx_packets", 0)),

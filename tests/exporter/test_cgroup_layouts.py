@@ -153,3 +153,49 @@ def test_slice_expansion_and_expected_ids(tmp_path: Path) -> None:
     (tmp_path / "sys").mkdir()
     locator = CgroupLocator(tmp_path / "sys", tmp_path / "proc")
     assert locator.expected_id("x", "app.slice") == "/app.slice/docker-x.scope"
+
+
+@pytest.mark.parametrize(
+    ("driver", "parent", "expected"),
+    [
+        # A stopped container's id follows Docker's CgroupDriver, not the first guess.
+        ("systemd", "", "/system.slice/docker-x.scope"),
+        ("systemd", "app.slice", "/app.slice/docker-x.scope"),
+        ("systemd", "my-app.slice", "/my.slice/my-app.slice/docker-x.scope"),
+        ("cgroupfs", "", "/docker/x"),
+        ("cgroupfs", "/custom", "/custom/x"),
+        ("cgroupfs", "app.slice", "/app.slice/x"),
+    ],
+)
+def test_expected_id_follows_dockers_cgroup_driver(
+    tmp_path: Path, driver: str, parent: str, expected: str
+) -> None:
+    (tmp_path / "sys").mkdir()
+    locator = CgroupLocator(tmp_path / "sys", tmp_path / "proc")
+    locator.driver = driver
+    assert locator.expected_id("x", parent) == expected
+
+
+def test_oom_kills_are_read_on_v1_and_v2(tmp_path: Path) -> None:
+    host_path = f"/docker/{CONTAINER_ID}"
+    v2_root = v2_tree(tmp_path / "v2", host_path, host_path)
+    (v2_root / host_path.lstrip("/") / "memory.events").write_text(
+        "low 0\nhigh 0\nmax 12\noom 2\noom_kill 2\noom_group_kill 0\n"
+    )
+    container = make_container(pid=PID, network_mode="host")
+    usage = CgroupReader(v2_root, tmp_path / "v2" / "proc").read(container)
+    assert usage is not None and usage.oom_events == 2
+    v1_files = {
+        **V1_FILES,
+        "memory/memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n",
+    }
+    write_tree(
+        tmp_path / "v1",
+        {
+            f"sys/{name.split('/')[0]}{host_path}/{name.split('/')[1]}": text
+            for name, text in v1_files.items()
+        },
+    )
+    reader = CgroupReader(tmp_path / "v1" / "sys", tmp_path / "v1" / "proc")
+    usage = reader.read(make_container(pid=0, network_mode="host"))
+    assert usage is not None and usage.oom_events == 3

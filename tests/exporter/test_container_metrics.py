@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 
+import docker
+
+from dockpulse_exporter.cgroups import CgroupReader
 from dockpulse_exporter.devices import DeviceNames
+from dockpulse_exporter.docker_watch import DockerWatcher, container_from_inspect
+from dockpulse_exporter.model import Container
+from dockpulse_exporter.sampler import Sampler
 from dockpulse_stack.images import run_docker_build
 from tests.helpers import value, wait_for_samples, wait_until
 
@@ -314,3 +321,77 @@ def test_stats_api_fallback_is_counted_and_logged_once(
     time.sleep(1.5)  # several refreshes at 300 ms
     lines = [line for line in exporter.service.log.read_text().splitlines() if sleeper.name in line]
     assert len(lines) == 1 and "stats API" in lines[0]
+
+
+def test_loopback_is_not_exported(exporter, run_container) -> None:
+    # network none: the container's namespace holds only `lo`, which cAdvisor leaves out.
+    isolated = run_container("sleep 300")
+    samples = wait_for_samples(
+        exporter.scrape,
+        lambda s: value(s, "container_cpu_usage_seconds_total", name=isolated.name) is not None,
+    )
+    interfaces = {
+        labels.get("interface")
+        for metric, labels, _ in samples
+        if metric.startswith("container_network_") and labels.get("name") == isolated.name
+    }
+    assert interfaces == set()
+
+
+def test_child_process_oom_kill_is_counted_while_the_container_runs(
+    exporter, run_container
+) -> None:
+    # A subshell grows past the 16 MB limit and is OOM-killed; the container itself runs on.
+    survivor = run_container(
+        "(x=$(head -c 100000000 /dev/zero | tr '\\0' a)); sleep 300",
+        mem_limit="16m",
+        memswap_limit="16m",
+    )
+
+    def oom_events() -> float | None:
+        found = value(exporter.scrape(), "container_oom_events_total", name=survivor.name)
+        return found if found else None
+
+    assert wait_until(oom_events) >= 1
+    samples = exporter.scrape()
+    assert value(samples, "container_up", name=survivor.name) == 1
+    assert value(samples, "container_oom_killed", name=survivor.name) == 0
+
+
+def test_docker_watcher_reads_the_engines_cgroup_driver(engine) -> None:
+    watcher = DockerWatcher(engine.host, resync_interval=60, on_change=lambda: None)
+    with closing(docker.APIClient(base_url=engine.host)) as client:
+        watcher.resync(client)
+        assert watcher.cgroup_driver == client.info()["CgroupDriver"]
+    assert watcher.cgroup_driver in ("cgroupfs", "systemd")
+
+
+class StaleDockerView:
+    """Docker's view of one container taken while it ran, as the watcher holds it between the
+    container's death and the `die` event (a stand-in for that moment, which no test can time)."""
+
+    def __init__(self, container: Container) -> None:
+        self.container = container
+        self.docker_up = True
+        self.cgroup_driver = "cgroupfs"
+        self.api = None  # a stats API call would fail the test below
+
+    def containers(self) -> list[Container]:
+        return [self.container]
+
+
+def test_a_stop_is_not_a_lost_cgroup(engine, run_container, caplog) -> None:
+    sleeper = run_container("sleep 300")
+    with closing(engine.client()) as client:
+        running = container_from_inspect(client.api.inspect_container(sleeper.id))
+    cgroups = CgroupReader(Path("/sys/fs/cgroup"), Path("/proc"))
+    sampler = Sampler(StaleDockerView(running), cgroups, interval=60)  # type: ignore[arg-type]
+    first = sampler.refresh()
+    assert first.samples[0].usage is not None and first.stats_api_containers == 0
+    sleeper.kill()
+    sleeper.wait(timeout=20)
+    with caplog.at_level(logging.WARNING):
+        after = sampler.refresh()
+    assert after.samples[0].usage is None
+    assert after.stats_api_containers == 0
+    assert "cgroup not found" not in caplog.text

@@ -57,7 +57,8 @@ def write_tree(root: Path, files: dict[str, str]) -> None:
 def proc_net_dev(pid: int) -> dict[str, str]:
     header = "Inter-|   Receive |  Transmit\n face |bytes packets errs drop fifo frame c m|...\n"
     eth0 = "  eth0: 1000 10 1 2 0 0 0 0 2000 20 3 4 0 0 0 0\n"
-    return {f"proc/{pid}/net/dev": header + eth0}
+    lo = "    lo: 500 5 0 0 0 0 0 0 500 5 0 0 0 0 0 0\n"  # left out, as cAdvisor does
+    return {f"proc/{pid}/net/dev": header + lo + eth0}
 
 
 def test_cgroup_v2_reader(tmp_path: Path) -> None:
@@ -88,6 +89,7 @@ def test_cgroup_v2_reader(tmp_path: Path) -> None:
     assert (usage.memory_swap_bytes, usage.memory_max_usage_bytes) == (8192, 200 * 2**20)
     assert usage.network["eth0"].receive_bytes == 1000
     assert usage.network["eth0"].transmit_dropped == 4
+    assert set(usage.network) == {"eth0"}  # not lo
 
 
 def test_cgroup_v1_reader_with_systemd_driver(tmp_path: Path) -> None:
@@ -142,6 +144,7 @@ def test_exposition_matches_golden_file(tmp_path: Path) -> None:
             f"sys/docker/{CONTAINER_ID}/memory.current": "1048576\n",
             f"sys/docker/{CONTAINER_ID}/memory.stat": "anon 524288\nfile 524288\n"
             "inactive_file 262144\n",
+            f"sys/docker/{CONTAINER_ID}/memory.events": "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
             **proc_net_dev(4242),
         },
     )
