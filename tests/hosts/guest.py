@@ -72,7 +72,10 @@ def ensure_image() -> tuple[Path, bool]:
     image = CACHE / image_key(wheels)
     if (image / "rootfs.img").exists():
         return image, False
-    image.mkdir(parents=True, exist_ok=True)
+    for stale in CACHE.iterdir():  # one image at a time: each is a few GB
+        if stale != wheels:
+            shutil.rmtree(stale, ignore_errors=True)
+    image.mkdir(parents=True)
     subprocess.run(["bash", str(HERE / "build_image.sh"), str(image), str(wheels)], check=True)
     return image, True
 

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 CGROUP = Path("/sys/fs/cgroup")
 EXPORTER_URL = "http://127.0.0.1:9487/metrics"
 IMAGE = "busybox:guest"
-SLEEP = ["sleep", "100000"]
+SLEEP = ["/bin/sleep", "100000"]
 MIB = 1024 * 1024
 
 
@@ -144,14 +144,14 @@ def scenario(driver: str, out: Path) -> list[dict]:
     docker("rm", "-f", *docker("ps", "-aq").split(), check=False)
     ids: dict[str, str] = {}
     # Before the exporter starts: these have exited (or been killed) already.
-    ids["exit3"] = run_container("exit3", command=["sh", "-c", "exit 3"], detach=False)
+    ids["exit3"] = run_container("exit3", command=["/bin/sh", "-c", "exit 3"], detach=False)
     ids["oom"] = run_container(
         "oom",
         "--memory",
         "16m",
         "--memory-swap",
         "16m",
-        command=["tail", "/dev/zero"],
+        command=["/bin/tail", "/dev/zero"],
         detach=False,
     )
     ids["killed"] = run_container("killed", command=SLEEP)
@@ -159,13 +159,13 @@ def scenario(driver: str, out: Path) -> list[dict]:
     ids["restarted"] = run_container("restarted", command=SLEEP)
     docker("restart", "-t", "0", "restarted")
     ids["burner"] = run_container(
-        "burner", "--cpus", "0.5", command=["sh", "-c", "while :; do :; done"]
+        "burner", "--cpus", "0.5", command=["/bin/sh", "-c", "while :; do :; done"]
     )
     ids["holder"] = run_container(
         "holder",
         "--memory",
         "64m",
-        command=["sh", "-c", "head -c 33554432 /dev/zero > /dev/shm/hold; sleep 100000"],
+        command=["/bin/sh", "-c", "head -c 33554432 /dev/zero > /dev/shm/hold; sleep 100000"],
     )
     ids["healthy"] = run_container(
         "healthy", "--health-cmd", "true", "--health-interval", "1s", command=SLEEP
@@ -186,7 +186,7 @@ def scenario(driver: str, out: Path) -> list[dict]:
         "24m",
         "--memory-swap",
         "24m",
-        command=["sh", "-c", "tail /dev/zero; sleep 100000"],
+        command=["/bin/sh", "-c", "tail /dev/zero; sleep 100000"],
     )
     wait_for(
         lambda: memory_events(cgroup_dir(driver, ids["child_oom"])).get("oom_kill", 0) > 0,
@@ -201,6 +201,7 @@ def scenario(driver: str, out: Path) -> list[dict]:
     exporter = start_exporter(out / f"exporter-{driver}.log")
     try:
         check_scrape(checks, driver, ids)
+        check_stop(checks, out / f"exporter-{driver}.log")
     finally:
         exporter.terminate()
         exporter.wait(30)
@@ -290,6 +291,19 @@ def check_scrape(checks: Checks, driver: str, ids: dict[str, str]) -> None:
     )
     running = docker("inspect", "-f", "{{.State.Running}}", "child_oom")
     checks.add("child_oom still running", running == "true", running, "true")
+
+
+def check_stop(checks: Checks, log: Path) -> None:
+    """A stop under a running exporter is not a lost cgroup: no stats API call, no log."""
+    docker("stop", "-t", "0", "healthy")
+    time.sleep(3)  # a few refreshes
+    samples = scrape()
+    stats_api = value(samples, "dockpulse_stats_api_containers")
+    checks.add("stats API containers after a stop", stats_api == 0, stats_api, 0)
+    lost = [line for line in log.read_text().splitlines() if "cgroup not found" in line]
+    checks.add('no "cgroup not found" logged after a stop', not lost, lost, [])
+    state = value(samples, "container_exit_code", name="healthy")
+    checks.add("exit code of healthy after docker stop -t 0", state == 137, state, 137)
 
 
 def main() -> int:
