@@ -24,7 +24,9 @@ systemctl enable dockpulse-guest.service
 # The busybox image the scenario imports: a rootfs of busybox-static, made here at build time.
 mkdir -p /tmp/bb/bin
 cp /bin/busybox /tmp/bb/bin/busybox
-for applet in $(/bin/busybox --list); do ln -sf busybox "/tmp/bb/bin/$applet"; done
+for applet in $(/bin/busybox --list); do
+    [ "$applet" = busybox ] || ln -sf busybox "/tmp/bb/bin/$applet"
+done
 tar -C /tmp/bb -cf /opt/busybox-rootfs.tar .
 rm -rf /tmp/bb
 systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer 2>/dev/null || true
