@@ -268,7 +268,7 @@ def check_scrape(checks: Checks, driver: str, ids: dict[str, str]) -> None:
     for name, status in (("healthy", "healthy"), ("unhealthy", "unhealthy")):
         got = value(samples, "container_health_status", name=name, status=status)
         checks.add(f"health of {name}", got == 1, got, 1)
-    restarts = value(samples, "container_restarts", name="restarted")
+    restarts = value(samples, "container_restarts_total", name="restarted")
     want_restarts = int(docker("inspect", "-f", "{{.RestartCount}}", "restarted"))
     checks.add(
         "restarts of restarted = RestartCount", restarts == want_restarts, restarts, want_restarts
