@@ -7,7 +7,7 @@ TARGET ?= http://127.0.0.1:8000
 DURATION ?= 4m
 WORKERS ?= 0
 
-.PHONY: install install-stack test lint bench-exporter bench-probes bench-relay bench-chaos bench-mail-chart images demo down stress stress-local webapp-image bench-time-to-detect
+.PHONY: install install-stack test test-cgroupv2 lint bench-exporter bench-probes bench-relay bench-chaos bench-mail-chart images demo down stress stress-local webapp-image bench-time-to-detect
 
 # Two stamps: the demo needs only `.[stack]`; the tests need `.[dev]` (which includes it).
 $(VENV)/.installed-stack: pyproject.toml
@@ -32,6 +32,11 @@ lint: install
 
 test: lint
 	$(PY) -m pytest
+
+# The exporter on a cgroup v2 + systemd Debian guest under qemu (tests/hosts/): builds the
+# image (cached in ~/.cache/dockpulse/guest by its inputs), boots it, asserts its checks.
+test-cgroupv2: install
+	$(PY) -m pytest -m guest tests/hosts -s
 
 images: install
 	$(VENV)/bin/dockpulse images

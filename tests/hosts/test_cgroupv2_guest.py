@@ -1,0 +1,44 @@
+"""The exporter on a cgroup v2 + systemd host: a Debian bookworm guest under qemu (issue 17).
+
+Marked ``guest``: plain ``make test`` deselects it; ``make test-cgroupv2`` runs it. It builds
+the guest image (cached by its inputs), boots it with no network device, and asserts every
+check the guest made of the exporter against the cgroup files, under both Docker cgroup
+drivers (systemd and cgroupfs).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from tests.hosts import guest
+
+pytestmark = [pytest.mark.guest, pytest.mark.timeout(guest.BOOT_TIMEOUT_SECONDS + 1200)]
+
+DRIVERS = ("systemd", "cgroupfs")
+
+
+@pytest.fixture(scope="module")
+def results() -> dict:
+    for tool in ("mmdebstrap", "mke2fs", "qemu-system-x86_64"):
+        assert shutil.which(tool), f"{tool} is missing (the CI script installs it)"
+    outcome = guest.run()
+    print("guest phases:", json.dumps(outcome["phases"]), "run:", outcome.get("run_seconds"))
+    return outcome
+
+
+def test_guest_is_cgroup_v2_with_no_errors(results: dict) -> None:
+    assert results["cgroup_fs"] == "cgroup2fs"
+    assert results["errors"] == []
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_exporter_agrees_with_the_cgroup_files(results: dict, driver: str) -> None:
+    rows = [row for row in results["checks"] if row["driver"] == driver]
+    assert len(rows) > 20, f"too few checks ran under {driver}"
+    failed = [row for row in rows if not row["ok"]]
+    assert failed == [], "\n".join(
+        f"{row['check']}: got {row['got']!r}, want {row['want']!r}" for row in failed
+    )
