@@ -129,6 +129,18 @@ class _Deadline:
         return left
 
 
+def _start_tls(
+    probe: Probe, sock: socket.socket, host: str, run: ProbeRun, deadline: _Deadline
+) -> ssl.SSLSocket:
+    """The TLS handshake on `sock` (verified unless the probe says otherwise); records the
+    version and the server certificate's expiry in `run`."""
+    sock.settimeout(deadline.remaining())
+    tls_sock = tls_context(probe).wrap_socket(sock, server_hostname=host)
+    run.tls_version = tls_sock.version().replace("TLSv", "TLS ")
+    run.cert_expiry = certificate_expiry(tls_sock.getpeercert(binary_form=True))
+    return tls_sock
+
+
 def _request_once(
     probe: Probe, request: tuple[str, str, str | None], run: ProbeRun, deadline: _Deadline
 ) -> tuple[http.client.HTTPResponse, bytes]:
@@ -151,12 +163,9 @@ def _request_once(
         run.phases["connect"] += connected - resolved
         handshaken = connected
         if https:
-            sock.settimeout(deadline.remaining())
-            sock = tls_context(probe).wrap_socket(sock, server_hostname=host)
+            sock = _start_tls(probe, sock, host, run, deadline)
             handshaken = time.perf_counter()
             run.phases["tls"] += handshaken - connected
-            run.tls_version = sock.version().replace("TLSv", "TLS ")
-            run.cert_expiry = certificate_expiry(sock.getpeercert(binary_form=True))
         connection = http.client.HTTPConnection(host, port)
         connection.sock = sock
         sock.settimeout(deadline.remaining())
@@ -209,10 +218,7 @@ def _tcp_once(probe: Probe, run: ProbeRun, deadline: _Deadline) -> None:
     sock = socket.create_connection((host, port), timeout=deadline.remaining())
     try:
         if probe.tls:
-            sock.settimeout(deadline.remaining())
-            sock = tls_context(probe).wrap_socket(sock, server_hostname=host)
-            run.tls_version = sock.version().replace("TLSv", "TLS ")
-            run.cert_expiry = certificate_expiry(sock.getpeercert(binary_form=True))
+            sock = _start_tls(probe, sock, host, run, deadline)
             run.ssl = True
         run.success = True
     finally:
