@@ -96,9 +96,15 @@ def engine_answers(host: str, timeout: float = 3.0) -> bool:
         return False
 
 
-def start_private_dockerd(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 60.0) -> Engine:
-    """Start a private dockerd with its own data root, exec root and unix socket; Debian's
-    docker.io is installed first only where no Docker installation is present at all."""
+def start_private_dockerd(
+    state_dir: Path = DEFAULT_STATE_DIR,
+    timeout: float = 60.0,
+    socket: Path | None = None,
+    group: str | None = None,
+) -> Engine:
+    """Start a private dockerd with its own data root, exec root and unix socket (`socket`,
+    by default in `state_dir`, owned by `group` when given); Debian's docker.io is installed
+    first only where no Docker installation is present at all."""
     if docker_installed():
         missing = [command for command in ENGINE_PACKAGES if shutil.which(command) is None]
         if missing:
@@ -111,8 +117,7 @@ def start_private_dockerd(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 
     if os.geteuid() != 0:
         raise EngineError("starting a private dockerd needs root; or set DOCKER_HOST to an engine")
     state_dir.mkdir(parents=True, exist_ok=True)
-    socket = state_dir / "docker.sock"
-    host = f"unix://{socket}"
+    host = f"unix://{socket or state_dir / 'docker.sock'}"
     if engine_answers(host):
         return Engine(host=host, owned=False, state_dir=state_dir)
     log = (state_dir / "dockerd.log").open("ab")
@@ -123,6 +128,7 @@ def start_private_dockerd(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 
             f"--exec-root={state_dir / 'exec'}",
             f"--pidfile={state_dir / 'dockerd.pid'}",
             f"--host={host}",
+            *([f"--group={group}"] if group else []),
             *DOCKERD_FLAGS,
         ],
         stdout=log,

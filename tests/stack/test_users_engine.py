@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import pwd
+import shutil
 import subprocess
 import sysconfig
 import tempfile
@@ -21,13 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from dockpulse_stack.engine import (
-    DEFAULT_SOCKET,
-    DOCKERD_FLAGS,
-    docker_context_host,
-    engine_answers,
-    unmount_leftovers,
-)
+from dockpulse_stack.engine import DEFAULT_SOCKET, docker_context_host, start_private_dockerd
 from tests.stack.test_fresh_machine import DOCKPULSE, assert_one_line_exit_2
 
 pytestmark = pytest.mark.docker
@@ -49,33 +44,12 @@ def users_engine() -> Iterator[str]:
         pytest.fail(f"{DEFAULT_SOCKET} exists before the test: another engine runs here")
     subprocess.run(["groupadd", "-f", "docker"], check=True)
     state = Path(tempfile.mkdtemp(prefix="dp-users-", dir="/tmp"))
-    log = (state / "dockerd.log").open("ab")
-    process = subprocess.Popen(
-        [
-            "dockerd",
-            f"--data-root={state / 'data'}",
-            f"--exec-root={state / 'exec'}",
-            f"--pidfile={state / 'dockerd.pid'}",
-            f"--host=unix://{DEFAULT_SOCKET}",
-            "--group=docker",
-            *DOCKERD_FLAGS,
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    engine = start_private_dockerd(state, socket=DEFAULT_SOCKET, group="docker")
     try:
-        for _ in range(200):
-            if engine_answers(f"unix://{DEFAULT_SOCKET}", timeout=1.0):
-                break
-            assert process.poll() is None, (state / "dockerd.log").read_text()[-2000:]
-            subprocess.run(["sleep", "0.3"])
-        yield f"unix://{DEFAULT_SOCKET}"
+        yield engine.host
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-        unmount_leftovers(state)
-        subprocess.run(["rm", "-rf", str(state)])
+        engine.stop()
+        shutil.rmtree(state, ignore_errors=True)
         DEFAULT_SOCKET.unlink(missing_ok=True)
 
 
