@@ -18,6 +18,7 @@ import socket
 import ssl
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -278,10 +279,12 @@ class ProbeRunner:
     """Runs every probe on its own interval on a bounded pool of `workers` threads (so at most
     that many sockets); `results()` is what scrapes read.
 
-    One scheduler thread hands due runs to the pool; a probe's next run is due one interval
-    after the previous one was due (or at once when it ran late), and never overlaps its previous
-    run. A run lasts at most its timeout, so a hanging target holds one worker for that long;
-    others wait only while every worker is held. `on_result` (re-rendering the exposition) is
+    One scheduler thread hands due runs to the pool. A new probe runs at once; its later runs
+    keep a phase of their own within the interval (from its name, as Prometheus spreads its
+    scrapes), so many probes do not all connect in the same instant. A run is due one interval
+    after the previous one was due (at once when it ran late) and never overlaps it. A run
+    lasts at most its timeout, so a hanging target holds one worker for that long; others
+    wait only while every worker is held. `on_result` (re-rendering the exposition) is
     called at most every `publish_interval` seconds, after runs finished.
     """
 
@@ -373,8 +376,12 @@ class ProbeRunner:
         with self._cond:
             if self._generation.get(name) != generation:
                 return
-            self._results[name].record(run)
-            next_due = max(due + target.probe.interval, time.monotonic())
+            result = self._results[name]
+            result.record(run)
+            interval = target.probe.interval
+            if result.runs == 1:  # then at a fixed phase per name: many probes spread out
+                due += interval * zlib.crc32(name.encode()) / 2**32
+            next_due = max(due + interval, time.monotonic())
             heapq.heappush(self._due, (next_due, next(self._counter), name, generation))
             self._dirty = True
             self._cond.notify_all()
