@@ -73,11 +73,19 @@ def watch(pid: int, window: float, during=lambda: None) -> dict[str, float]:
     }
 
 
-def probe_counts(url: str) -> tuple[float, float]:
-    samples = scrape(url)
+def probe_counts(url: str) -> tuple[float, float, float]:
+    """(when the exporter answered, probe runs so far, their summed seconds)."""
+    text = requests.get(url, timeout=30).text
+    answered = time.monotonic()  # before parsing: that takes a while on a loaded machine
+    samples = [
+        (sample.name, sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    ]
     return (
-        sum(values(samples, "dockpulse_probe_latency_seconds_count")),
-        sum(values(samples, "dockpulse_probe_latency_seconds_sum")),
+        answered,
+        sum(v for name, v in samples if name == "dockpulse_probe_latency_seconds_count"),
+        sum(v for name, v in samples if name == "dockpulse_probe_latency_seconds_sum"),
     )
 
 
@@ -99,7 +107,7 @@ def measure_exporter(
         result["discovery_s"] = time.monotonic() - started
     else:
         wait_until(lambda: len(values(scrape(url), "container_up")) >= probes, timeout=120)
-    runs_before, seconds_before = probe_counts(url)
+    time_before, runs_before, seconds_before = probe_counts(url)
     durations: list[float] = []
     ticks = iter(range(10**9))
 
@@ -109,9 +117,9 @@ def measure_exporter(
 
     result |= watch(exporter.process.pid, window, sample_durations)
     if label_probes:
-        runs_after, seconds_after = probe_counts(url)
+        time_after, runs_after, seconds_after = probe_counts(url)
         runs = runs_after - runs_before
-        result["runs_per_interval"] = runs / probes / (window / INTERVAL)
+        result["runs_per_interval"] = runs / probes / ((time_after - time_before) / INTERVAL)
         result["mean_ms"] = (seconds_after - seconds_before) / runs * 1e3
         result["p50_ms"] = statistics.median(durations) * 1e3
         result["p99_ms"] = statistics.quantiles(durations, n=100)[98] * 1e3
