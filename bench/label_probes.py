@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, suppress
 from pathlib import Path
 
+import docker
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -38,6 +39,13 @@ from tests.support.local_stack import LocalStack
 INTERVAL = 5.0
 BLACKBOX = "/usr/bin/prometheus-blackbox-exporter"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+BENCH_LABEL = "dockpulse.bench"
+
+
+def remove_containers(client: docker.DockerClient) -> None:
+    """The bench's containers, one at a time (parallel removals stall dockerd)."""
+    for container in client.containers.list(all=True, filters={"label": BENCH_LABEL}):
+        container.remove(force=True)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -207,10 +215,13 @@ def main() -> None:
                     detach=True,
                     network_mode="host",
                     labels={
+                        BENCH_LABEL: run_id,
                         "dockpulse.probe.port": str(port),
                         "dockpulse.probe.path": f"/c/{index}",
                     },
                 )
+
+            remove_containers(client)  # an earlier run's, on this engine: they are probed too
 
             started = time.monotonic()
             list(pool.map(run, range(args.probes)))
@@ -224,6 +235,7 @@ def main() -> None:
             targets = [f"http://127.0.0.1:{port}/c/{i}" for i in range(args.probes)]
             blackbox = measure_blackbox(Path(work_dir), targets, args.window)
             print(f"blackbox_exporter on the same {args.probes} targets: {blackbox}")
+            remove_containers(client)
     finally:
         server.terminate()
         engine.stop()

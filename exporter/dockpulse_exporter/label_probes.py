@@ -7,6 +7,7 @@ address the exporter can reach: 127.0.0.1 on the host network, else the containe
 of the container whose network it shares). Other probe settings are labels too:
 `dockpulse.probe.interval=10s`, `dockpulse.probe.expected_status=200,204`... A bad label is logged
 once, naming the container and the label; the container is still monitored, just not probed.
+A container is probed from its start; stopped, it keeps its probe (failing) until removed.
 """
 
 from __future__ import annotations
@@ -81,11 +82,12 @@ class LabelProbes:
         by_id: dict[str, Container],
         built: dict[str, tuple[tuple[Any, ...], ProbeTarget | None]],
     ) -> ProbeTarget | None:
-        address = reachable_address(container, by_id)
         previous = self._built.get(container.id)
-        if address is None and previous is not None and not container.running:
-            built[container.id] = previous  # stopped: keep probing where it was (it fails)
-            return previous[1]
+        if not container.running:  # probed from its start; once stopped, where it was (fails)
+            if previous is not None:
+                built[container.id] = previous
+            return previous[1] if previous is not None else None
+        address = reachable_address(container, by_id)
         key = (container.name, tuple(sorted(labels.items())), address)
         if previous is not None and previous[0] == key:
             built[container.id] = previous

@@ -121,6 +121,8 @@ def test_a_stopped_container_keeps_its_probe_until_it_is_removed() -> None:
     stopped = container("api", labels, network_mode="bridge", address="", state="exited")
     assert urls(label_probes.targets([stopped], set())) == {"api": "http://10.1.2.3:81/"}
     assert label_probes.targets([], set()) == []
+    never_started = container("new", labels, network_mode="host", state="created")
+    assert label_probes.targets([never_started], set()) == []
 
 
 class Handler(BaseHTTPRequestHandler):
