@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -205,13 +206,15 @@ def test_label_probes_come_and_go_and_the_file_wins(server: int) -> None:
 def test_a_labelled_container_is_probed_under_its_name_until_removed(
     start_exporter, run_container, server: int
 ) -> None:
-    exporter = start_exporter()
-    web = run_container(
-        "sleep 600",
-        network_mode="host",
-        labels={"dockpulse.probe.port": str(server), "dockpulse.probe.path": "/health"},
-    )
-    bad = run_container("sleep 600", labels={"dockpulse.probe.port": "eighty"})
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        starting = pool.submit(start_exporter)  # meanwhile, the containers start
+        web = run_container(
+            "sleep 600",
+            network_mode="host",
+            labels={"dockpulse.probe.port": str(server), "dockpulse.probe.path": "/health"},
+        )
+        bad = run_container("sleep 600", labels={"dockpulse.probe.port": "eighty"})
+        exporter = starting.result()
     target = f"http://127.0.0.1:{server}/health"
 
     def probed():
