@@ -7,7 +7,7 @@ TARGET ?= http://127.0.0.1:8000
 DURATION ?= 4m
 WORKERS ?= 0
 
-.PHONY: install install-stack test test-cgroupv2 lint bench-exporter bench-probes bench-relay bench-chaos bench-mail-chart images demo down stress stress-local webapp-image bench-time-to-detect
+.PHONY: install install-stack test test-cgroupv2 lint bench-exporter bench-probes bench-label-probes bench-relay bench-chaos bench-mail-chart images demo down stress stress-local webapp-image bench-time-to-detect
 
 # Two stamps: the demo needs only `.[stack]`; the tests need `.[dev]` (which includes it).
 $(VENV)/.installed-stack: pyproject.toml
@@ -47,6 +47,10 @@ bench-exporter: install
 # Probe run cost: a new connection per run against the old keep-alive Session (p50/p99, CPU).
 bench-probes: install
 	$(PY) -m bench.probes
+
+# 200 probes from Docker labels every 5 s: exporter CPU, threads, sockets, against blackbox_exporter.
+bench-label-probes: install
+	$(PY) -m bench.label_probes --probes 200
 
 bench-relay: install
 	$(PY) -m bench.relay --duration 15 --clients 2

@@ -48,6 +48,7 @@ from tests.support.local_stack import (
     PROMETHEUS_DIR,
     LocalStack,
     Relay,
+    demo_webapp_probe,
     exporter_config,
     prometheus_config,
     query,
@@ -84,7 +85,7 @@ def shipped_settings() -> dict[str, float]:
     relay = RelayConfig()
     return {
         "exporter refresh_interval": seconds(exporter.get("refresh_interval", "5s")),
-        "probe interval": seconds(exporter["probes"][0].get("interval", "5s")),
+        "probe interval": seconds(demo_webapp_probe().get("interval", "5s")),
         "exporter scrape_interval": seconds(job.get("scrape_interval", "15s")),
         "evaluation_interval": seconds(prometheus["global"]["evaluation_interval"]),
         "ProbeFailed for": rules["ProbeFailed"],

@@ -20,6 +20,7 @@ from dockpulse_exporter.docker_watch import DockerWatcher
 from dockpulse_exporter.exposition import Exposition
 from dockpulse_exporter.gc_pauses import LongLivedObjects
 from dockpulse_exporter.http import make_server
+from dockpulse_exporter.label_probes import LabelProbes
 from dockpulse_exporter.machine import FilesystemSampler
 from dockpulse_exporter.probes import ProbeRunner
 from dockpulse_exporter.sampler import Sampler
@@ -53,7 +54,8 @@ class Exporter:
         self.watcher = DockerWatcher(
             config.docker_host, config.resync_interval, on_change=self._on_docker_change
         )
-        self.probes = ProbeRunner(config.probes)
+        self.probes = ProbeRunner(config.probes, workers=config.probe_workers)
+        self.label_probes = LabelProbes() if config.label_probes else None
         container_metrics = ContainerMetrics(config.container_labels)
         rest = CollectorRegistry(auto_describe=False)
         rest.register(
@@ -105,6 +107,11 @@ class Exporter:
 
     def _on_docker_change(self) -> None:
         self.sampler.request_refresh()
+        if self.label_probes is not None:
+            file_names = {probe.name for probe in self.config.probes}
+            self.probes.set_label_probes(
+                self.label_probes.targets(self.watcher.containers(), file_names)
+            )
 
     def start(self) -> None:
         self.exposition.update_rest()

@@ -36,7 +36,6 @@ THRESHOLD_LABELS = {
 EXPECT_RUNNING_LABEL = "dockpulse.expect_running"
 # prometheus/rules/forecast.yml: how far ahead ContainerMemoryExhaustionPredicted looks.
 FORECAST_HORIZON_LABEL = "dockpulse.memory_forecast_horizon"
-PROBE_LABELS = ["target", "probe"]
 ROOT_ID = "/"
 NETWORK_FIELDS = (
     ("receive", "bytes", "bytes"),
@@ -448,81 +447,75 @@ class ExporterCollector(Collector):
 
     @staticmethod
     def _probe_metrics(results: list[ProbeResult]) -> Iterator[Metric]:
-        success = GaugeMetricFamily(
-            "probe_success", "1 when the last probe succeeded.", labels=PROBE_LABELS
-        )
-        duration = GaugeMetricFamily(
-            "probe_duration_seconds", "Duration of the last probe.", labels=PROBE_LABELS
-        )
+        """Labels `target` and `probe`; a probe from Docker labels also has its container's
+        `name`, as the container series (so one label set per probe, not per family)."""
+        success = GaugeMetricFamily("probe_success", "1 when the last probe succeeded.")
+        duration = GaugeMetricFamily("probe_duration_seconds", "Duration of the last probe.")
         status = GaugeMetricFamily(
-            "probe_http_status_code",
-            "HTTP status of the last probe, 0 without answer.",
-            labels=PROBE_LABELS,
+            "probe_http_status_code", "HTTP status of the last probe, 0 without answer."
         )
         latency = HistogramMetricFamily(
-            "dockpulse_probe_latency_seconds", "Probe latency distribution.", labels=PROBE_LABELS
+            "dockpulse_probe_latency_seconds", "Probe latency distribution."
         )
         slow = GaugeMetricFamily(
             "dockpulse_probe_slow_threshold_seconds",
             "Latency above which the probe counts as slow (from the probe's config).",
-            labels=PROBE_LABELS,
         )
         phases = GaugeMetricFamily(
             "probe_http_duration_seconds",
             "Duration of each phase of the last probe, summed over redirects.",
-            labels=[*PROBE_LABELS, "phase"],
         )
-        tls = GaugeMetricFamily(
-            "probe_http_ssl", "1 when the last probe's final request used TLS.", labels=PROBE_LABELS
-        )
+        tls = GaugeMetricFamily("probe_http_ssl", "1 when the last probe's final request used TLS.")
         redirects = GaugeMetricFamily(
-            "probe_http_redirects", "Redirects followed by the last probe.", labels=PROBE_LABELS
+            "probe_http_redirects", "Redirects followed by the last probe."
         )
         version = GaugeMetricFamily(
-            "probe_http_version", "HTTP version of the last probe's answer.", labels=PROBE_LABELS
+            "probe_http_version", "HTTP version of the last probe's answer."
         )
         length = GaugeMetricFamily(
             "probe_http_content_length",
             "Content-Length of the last probe's answer, -1 when absent.",
-            labels=PROBE_LABELS,
         )
         failure = GaugeMetricFamily(
             "dockpulse_probe_failure",
             "1 for the reason the last probe failed (refused, timeout, dns, tls, status, body).",
-            labels=[*PROBE_LABELS, "reason"],
         )
         expiry = GaugeMetricFamily(
             "probe_ssl_earliest_cert_expiry",
             "notAfter of the last probe's server certificate, Unix seconds.",
-            labels=PROBE_LABELS,
         )
-        tls_version = GaugeMetricFamily(
-            "probe_tls_version_info",
-            "TLS version of the last probe.",
-            labels=[*PROBE_LABELS, "version"],
-        )
+        tls_version = GaugeMetricFamily("probe_tls_version_info", "TLS version of the last probe.")
+
+        def add(family: Metric, labels: dict[str, str], value: float, suffix: str = "") -> None:
+            family.add_sample(family.name + suffix, labels, value)
+
         for result in results:
-            labels = [str(result.probe.url), result.probe.name]
+            labels = {"target": str(result.probe.url), "probe": result.probe.name}
+            if result.container is not None:
+                labels["name"] = result.container
             run = result.last
-            success.add_metric(labels, 1 if result.success else 0)
-            duration.add_metric(labels, result.duration_seconds)
-            status.add_metric(labels, result.status_code)
-            latency.add_metric(labels, result.cumulative_buckets(), result.latency_sum)
+            add(success, labels, 1 if result.success else 0)
+            add(duration, labels, result.duration_seconds)
+            add(status, labels, result.status_code)
+            for bound, count in result.cumulative_buckets():
+                add(latency, {**labels, "le": bound}, count, "_bucket")
+            add(latency, labels, result.runs, "_count")
+            add(latency, labels, result.latency_sum, "_sum")
             if result.probe.slow_threshold is not None:
-                slow.add_metric(labels, result.probe.slow_threshold)
+                add(slow, labels, result.probe.slow_threshold)
             if result.probe.url.scheme != "tcp":  # HTTP families, as blackbox's http prober
                 for phase, seconds in run.phases.items():
-                    phases.add_metric([*labels, phase], seconds)
-                tls.add_metric(labels, 1 if run.ssl else 0)
-                redirects.add_metric(labels, run.redirects)
-                version.add_metric(labels, run.http_version)
-                length.add_metric(labels, run.content_length)
+                    add(phases, {**labels, "phase": phase}, seconds)
+                add(tls, labels, 1 if run.ssl else 0)
+                add(redirects, labels, run.redirects)
+                add(version, labels, run.http_version)
+                add(length, labels, run.content_length)
             for reason in FAILURE_REASONS:
-                failure.add_metric([*labels, reason], 1 if run.failure == reason else 0)
+                add(failure, {**labels, "reason": reason}, 1 if run.failure == reason else 0)
             if run.cert_expiry is not None:
-                expiry.add_metric(labels, run.cert_expiry)
+                add(expiry, labels, run.cert_expiry)
             if run.tls_version is not None:
-                tls_version.add_metric([*labels, run.tls_version], 1)
+                add(tls_version, {**labels, "version": run.tls_version}, 1)
         yield from (success, duration, status, latency, slow)
         yield from (phases, tls, redirects, version, length, failure, expiry, tls_version)
 

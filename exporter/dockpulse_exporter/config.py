@@ -34,6 +34,8 @@ ENVIRONMENT = {
     "EXPORTER_FILESYSTEM_INTERVAL": "filesystem_interval",
     "EXPORTER_HTTP_READ_TIMEOUT": "http_read_timeout",
     "EXPORTER_HTTP_MAX_CONNECTIONS": "http_max_connections",
+    "EXPORTER_PROBE_WORKERS": "probe_workers",
+    "EXPORTER_LABEL_PROBES": "label_probes",
 }
 COMPOSE_LABELS = "com.docker.compose.*"
 
@@ -129,6 +131,9 @@ class ExporterConfig(BaseModel):
         default_factory=LabelFilter
     )
     probes: list[Probe] = Field(default_factory=list)
+    label_probes: bool = True  # also probe containers labelled dockpulse.probe.url / .port
+    # Probe runs at once (threads, and so sockets); a hanging target holds one for its timeout.
+    probe_workers: int = Field(default=16, ge=1, le=1024)
     http_read_timeout: Duration = 10.0  # a connection must send its request within this
     http_max_connections: int = Field(default=32, ge=1)  # served at once; more are closed
 

@@ -66,7 +66,18 @@ def container_from_inspect(data: dict[str, Any]) -> Container:
         cpu_quota_us=max(quota, 0),
         cpu_period_us=period if quota > 0 else 0,
         memory_reservation_bytes=int(host.get("MemoryReservation") or 0),
+        address=_address(data.get("NetworkSettings") or {}),
     )
+
+
+def _address(network: dict[str, Any]) -> str:
+    """The container's IP: the default bridge's, else its first network's that has one."""
+    if network.get("IPAddress"):
+        return str(network["IPAddress"])
+    for attached in (network.get("Networks") or {}).values():
+        if (attached or {}).get("IPAddress"):
+            return str(attached["IPAddress"])
+    return ""
 
 
 class DockerWatcher:

@@ -60,7 +60,8 @@ def exporter(start_exporter: Callable[..., ExporterProcess]) -> ExporterProcess:
 
 @pytest.fixture
 def run_container(engine: Engine, busybox: str) -> Iterator[Callable[..., Any]]:
-    """Start a busybox container (network none) labelled for cleanup; returns the Container."""
+    """Start a busybox container (network none unless `network_mode` is given) labelled for
+    cleanup; returns the Container."""
     with closing(engine.client()) as client:
         marker = uuid.uuid4().hex[:8]
 
@@ -71,9 +72,8 @@ def run_container(engine: Engine, busybox: str) -> Iterator[Callable[..., Any]]:
                 ["sh", "-c", command],
                 name=name or f"exporter-test-{uuid.uuid4().hex[:10]}",
                 detach=True,
-                network_mode="none",
                 labels=labels,
-                **options,
+                **{"network_mode": "none", **options},
             )
 
         yield run

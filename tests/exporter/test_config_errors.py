@@ -23,6 +23,7 @@ def run_exporter(*args: str, env: dict[str, str] | None = None) -> subprocess.Co
     ("config", "field"),
     [
         ("refresh_interval: soon\n", "refresh_interval"),
+        ("probe_workers: 0\n", "probe_workers"),
         ("probes:\n  - name: web\n    url: not-a-url\n", "probes.0.url"),
         (
             "probes:\n  - name: web\n    url: http://x/\n    timeout: 10s\n    interval: 1s\n",

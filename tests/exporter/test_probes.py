@@ -141,7 +141,9 @@ def test_every_probe_run_opens_a_new_connection(stops_accepting_after_first_requ
         name="draining", url=stops_accepting_after_first_request, interval=0.2, timeout=0.2
     )
     outcomes: list[ProbeResult] = []
-    runner = ProbeRunner([probe], on_result=lambda: outcomes.extend(runner.results()))
+    runner = ProbeRunner(
+        [probe], on_result=lambda: outcomes.extend(runner.results()), publish_interval=0
+    )
     runner.start()
     try:
         wait_until(lambda: len(outcomes) >= 2, timeout=5, interval=0.05)

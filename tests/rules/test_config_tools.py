@@ -104,7 +104,7 @@ def test_alertmanager_config_is_valid(config: Path) -> None:
     result = run_tool(binary("amtool"), "check-config", str(config))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
-    assert " - 2 inhibit rules" in result.stdout
+    assert " - 3 inhibit rules" in result.stdout
     assert " - 4 receivers" in result.stdout
 
 
@@ -141,6 +141,10 @@ def test_inhibitions_name_existing_alerts() -> None:
 ROUTES = [
     ({"alertname": "ContainerDown", "severity": "critical", "name": "web"}, "relay-critical"),
     ({"alertname": "ProbeFailed", "severity": "critical", "probe": "webapp"}, "relay-critical"),
+    (
+        {"alertname": "ProbeCertificateInvalid", "severity": "critical", "probe": "edge"},
+        "relay-critical",
+    ),
     ({"alertname": "ContainerHighCpu", "severity": "warning", "name": "web"}, "relay-warning"),
     ({"alertname": "ProbeSlow", "severity": "warning", "probe": "home"}, "relay-warning"),
     ({"alertname": "SomethingElse"}, "relay-warning"),

@@ -40,6 +40,22 @@ FIRING = [
     },
     {"alertname": "DockerEngineDown", "severity": "critical", "instance": "h3", "job": "exporter"},
     {"alertname": "ContainerDown", "severity": "critical", "instance": "h3", "name": "web"},
+    # host4: edge's certificate fails verification, so its probe fails too; api's just fails.
+    *(
+        {
+            "alertname": alertname,
+            "severity": "critical",
+            "instance": "h4",
+            "name": name,
+            "probe": name,
+            "target": f"https://127.0.0.1:8443/{name}",
+        }
+        for alertname, name in [
+            ("ProbeCertificateInvalid", "edge"),
+            ("ProbeFailed", "edge"),
+            ("ProbeFailed", "api"),
+        ]
+    ),
 ]
 
 SUPPRESSED = {
@@ -50,10 +66,13 @@ SUPPRESSED = {
     ("ContainerMissing", "h2", "web"),
     ("ContainerHighMemory", "h2", "db"),
     ("ContainerDown", "h3", "web"),
+    ("ProbeFailed", "h4", "edge"),
 }
 
 
-def test_down_container_and_lost_host_silence_their_alerts(start_alertmanager) -> None:
+def test_down_container_lost_host_and_bad_certificate_silence_their_alerts(
+    start_alertmanager,
+) -> None:
     # Notifications go to a closed port: this test reads Alertmanager's state, not mails.
     alertmanager = start_alertmanager(f"http://127.0.0.1:{free_port()}")
     now = datetime.now(UTC).isoformat()
@@ -82,3 +101,5 @@ def test_down_container_and_lost_host_silence_their_alerts(start_alertmanager) -
     assert ("ProbeSlow", "h2", "home") in active  # probes are not the exporter's containers
     assert ("ExporterDown", "h2", "") in active
     assert ("DockerEngineDown", "h3", "") in active
+    assert ("ProbeCertificateInvalid", "h4", "edge") in active  # the reason is mailed
+    assert ("ProbeFailed", "h4", "api") in active  # another probe of that host

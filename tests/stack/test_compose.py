@@ -214,7 +214,9 @@ def test_every_service_but_grafana_is_up_healthy_and_watched(stack: Stack) -> No
         }
         return (
             up == dict.fromkeys(RUNNING, 1.0)
-            and value(samples, "probe_success", probe="webapp") == 1.0
+            # probed from the webapp's labels, under its container's name
+            and value(samples, "probe_success", probe="webapp", name=f"{stack.project}-webapp-1")
+            == 1.0
         )
 
     wait_until(exporter_sees_all, timeout=30)

@@ -233,15 +233,23 @@ def write_targets(targets_file: Path, ports: Sequence[int]) -> None:
     draft.replace(targets_file)
 
 
+def demo_webapp_probe() -> dict[str, str]:
+    """The probe docker-compose.yaml's labels give the demo webapp, as exporter.yml settings."""
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yaml").read_text())
+    labels = compose["services"]["webapp"]["labels"]
+    prefix = "dockpulse.probe."
+    return {k[len(prefix) :]: str(v) for k, v in labels.items() if k.startswith(prefix)}
+
+
 def exporter_config(probe_url: str | None = None, **settings: Any) -> dict[str, Any]:
-    """The repository's exporter.yml with its probes pointed at `probe_url` (None: no probes);
-    `settings` replace top-level keys, `probe` replaces keys of every probe."""
+    """The repository's exporter.yml plus, with `probe_url`, the demo webapp's probe (its
+    compose labels) pointed there as a file probe; `settings` replace top-level keys, `probe`
+    replaces keys of that probe."""
     config = yaml.safe_load(EXPORTER_CONFIG.read_text())
     probe = settings.pop("probe", {})
-    if probe_url is None:
-        config["probes"] = []
-    for each in config.get("probes", []):
-        each.update(url=probe_url, **probe)
+    config["probes"] = (
+        [] if probe_url is None else [{**demo_webapp_probe(), "url": probe_url, **probe}]
+    )
     config.update(settings)
     return config
 
