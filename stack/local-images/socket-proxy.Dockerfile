@@ -6,9 +6,9 @@
 # BASE_IMAGE is the mmdebstrap rootfs with `haproxy`.
 ARG BASE_IMAGE=dockpulse/haproxy-debian:bookworm
 FROM ${BASE_IMAGE}
-COPY exporter/socket-proxy/haproxy.cfg /etc/haproxy/docker-api-proxy.cfg
+COPY exporter/socket-proxy/haproxy.cfg /etc/dockpulse/socket-proxy.cfg
 RUN mkdir -p /run/docker-api && chown 65534:65534 /run/docker-api && chmod 700 /run/docker-api
-ENV DOCKER_API_PROXY_SOCKET=/run/docker-api/docker.sock \
+ENV DOCKER_API_PROXY_BIND=unix@/run/docker-api/docker.sock \
     DOCKER_SOCKET=/var/run/docker.sock
 USER 65534:65534
-ENTRYPOINT ["/usr/sbin/haproxy", "-db", "-f", "/etc/haproxy/docker-api-proxy.cfg"]
+ENTRYPOINT ["/usr/sbin/haproxy", "-db", "-f", "/etc/dockpulse/socket-proxy.cfg"]

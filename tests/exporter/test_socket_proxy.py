@@ -24,6 +24,17 @@ def proxy(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield path
 
 
+def created_by_requests(client: docker.DockerClient, image: str) -> dict[str, list[str]]:
+    """What the refused requests would have made: containers of `image`, busybox images
+    (other tests' builds may come and go on the same engine meanwhile)."""
+    return {
+        "containers": sorted(
+            c.id for c in client.containers.list(all=True, filters={"ancestor": image})
+        ),
+        "images": sorted(i.id for i in client.images.list(name="busybox")),
+    }
+
+
 def test_the_exporter_sees_containers_and_their_events_through_the_proxy(
     proxy: Path, start_exporter, run_container
 ) -> None:
@@ -44,10 +55,7 @@ def test_everything_but_the_exporters_reads_is_refused(
     target = run_container("sleep 60")
     with closing(engine.client()) as client:
         version = f"/v{client.version()['ApiVersion']}"
-        before = {
-            "containers": sorted(c.id for c in client.containers.list(all=True)),
-            "images": sorted(i.id for i in client.images.list(all=True)),
-        }
+        before = created_by_requests(client, busybox)
     privileged = {"Image": busybox, "Cmd": ["id"], "HostConfig": {"Privileged": True}}
     refused = [
         ("POST", f"{version}/containers/create", privileged),
@@ -82,10 +90,7 @@ def test_everything_but_the_exporters_reads_is_refused(
     assert request(proxy, "GET", f"{version}/containers/{target.id}/json")[0] == 200
     assert request(proxy, "GET", "/version")[0] == 200
     with closing(engine.client()) as client:
-        after = {
-            "containers": sorted(c.id for c in client.containers.list(all=True)),
-            "images": sorted(i.id for i in client.images.list(all=True)),
-        }
+        after = created_by_requests(client, busybox)
         inspected = client.api.inspect_container(target.id)
     assert after == before
     assert not inspected["ExecIDs"]

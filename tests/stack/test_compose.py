@@ -102,7 +102,9 @@ def test_users_file_is_valid_and_pins_every_image(tmp_path: Path) -> None:
     }
     assert holders == {"docker-socket-proxy"}
     proxy = services["docker-socket-proxy"]
-    assert proxy["environment"]["POST"] == "0" and proxy["environment"]["EXEC"] == "0"
+    rules = [v for v in proxy["volumes"] if v["target"] == proxy["command"][-1]]
+    assert rules and rules[0]["source"].endswith("exporter/socket-proxy/haproxy.cfg")
+    assert proxy["environment"]["DOCKER_API_PROXY_BIND"] == "127.0.0.1:2375"
     assert services["exporter"]["environment"]["DOCKER_HOST"] == "tcp://127.0.0.1:2375"
     assert services["stress-generator"]["profiles"] == ["stress"]
     for name in HA:  # the second peer, the second relay and their store: on demand

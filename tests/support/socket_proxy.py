@@ -51,7 +51,7 @@ def socket_proxy(docker_socket: Path, directory: Path) -> Iterator[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     proxy_socket = directory / "docker-api.sock"
     environment = {
-        "DOCKER_API_PROXY_SOCKET": str(proxy_socket),
+        "DOCKER_API_PROXY_BIND": f"unix@{proxy_socket}",
         "DOCKER_SOCKET": str(docker_socket),
     }
     with (directory / "haproxy.log").open("ab") as log:
