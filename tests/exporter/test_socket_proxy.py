@@ -94,6 +94,10 @@ def test_everything_but_the_exporters_reads_is_refused(
         inspected = client.api.inspect_container(target.id)
     assert after == before
     assert not inspected["ExecIDs"]
+    # Each refusal is in the proxy's log (allowed reads are not: hundreds a minute).
+    log = (proxy.parent / "haproxy.log").read_text()
+    assert f"POST {version}/containers/create" in log and " 403 " in log
+    assert f"GET {version}/containers/{target.id}/json HTTP" not in log
     assert inspected["State"]["Running"]
 
 
