@@ -2,12 +2,13 @@
 
 On a private dockerd with N idle containers (busybox `sleep`, `--network none`), side by side in
 one run, direct (Docker's socket) and proxied (Debian's haproxy with
-exporter/socket-proxy/haproxy.cfg, the exporter's own path in `make demo`), alternating so that
-load on this shared machine falls on both alike:
+exporter/socket-proxy/haproxy.cfg, the exporter's own path in `make demo`), alternating (ABBA) so
+that load on this shared machine falls on both alike:
 - a full resync, the exporter's own `DockerWatcher.resync(full=True)`: /info, /containers/json and
   one inspect per container, p50/p99 of `--resyncs`;
 - one container's inspect (`/containers/{id}/json`, what each event costs), p50/p99 over every
-  container, `--rounds` times.
+  container, `--rounds` times;
+and the median of the paired differences (each pair ran back to back), steadier under load.
 The last line is the summary.
 """
 
@@ -51,13 +52,19 @@ def side_by_side(
     }
     for path, client in clients.items():  # warm-up: connections, version negotiation
         watchers[path].resync(client, full=True)
-    for _ in range(resyncs):
-        for path, client in clients.items():
+
+    def in_turn(turn: int) -> list[tuple[str, docker.APIClient]]:
+        """Both paths, first one then the other first (ABBA), so neither always goes second."""
+        pairs = list(clients.items())
+        return pairs if turn % 2 == 0 else pairs[::-1]
+
+    for turn in range(resyncs):
+        for path, client in in_turn(turn):
             times[path]["resync"].append(timed(watchers[path].resync, client, full=True))
-    for _ in range(rounds):
-        for container_id in container_ids:
-            for path, client in clients.items():
-                times[path]["inspect"].append(timed(client.inspect_container, container_id))
+    for turn in range(rounds * len(container_ids)):
+        container_id = container_ids[turn % len(container_ids)]
+        for path, client in in_turn(turn):
+            times[path]["inspect"].append(timed(client.inspect_container, container_id))
     return times
 
 
@@ -102,6 +109,15 @@ def main() -> None:
                     f"{label:<22}{direct_ms:>10.2f}ms{proxied_ms:>10.2f}ms"
                     f"{proxied_ms - direct_ms:>+8.2f}ms"
                 )
+        for kind in ("resync", "inspect"):  # each pair ran back to back: the steadier figure
+            pairs = zip(times["direct"][kind], times["proxied"][kind], strict=True)
+            paired = [proxied - direct for direct, proxied in pairs]
+            figures[f"paired_{kind}_cost_p50_ms"] = percentile(paired, 0.5)
+        print(
+            f"paired cost p50 (proxied - direct, back to back): full resync "
+            f"{figures['paired_resync_cost_p50_ms']:+.2f}ms, inspect "
+            f"{figures['paired_inspect_cost_p50_ms']:+.2f}ms"
+        )
         summary = " ".join(f"{key}={value:.2f}" for key, value in figures.items())
         print(f"\ncontainers={len(ids)} {summary}", flush=True)
     finally:
