@@ -58,11 +58,11 @@ def bcrypt_hash(password: str) -> str:
         return crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
 
 
-@pytest.fixture
-def alertmanager(tmp_path: Path) -> Iterator[Alertmanager]:
-    """Debian's prometheus-alertmanager behind basic auth (its own --web.config.file)."""
-    folder = tmp_path / "alertmanager"
-    folder.mkdir()
+@pytest.fixture(scope="module")
+def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alertmanager]:
+    """Debian's prometheus-alertmanager behind basic auth (its own --web.config.file), one for
+    the module; each test starts with no active silence."""
+    folder = tmp_path_factory.mktemp("alertmanager")
     token = folder / "token"
     token.write_text("unused\n")
     config = folder / "alertmanager.yml"
@@ -92,6 +92,20 @@ def alertmanager(tmp_path: Path) -> Iterator[Alertmanager]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def no_silences(alertmanager: Alertmanager) -> None:
+    """Expire what an earlier test left."""
+    for silence in requests.get(
+        f"{alertmanager.url}/api/v2/silences", auth=alertmanager.auth, timeout=5
+    ).json():
+        if silence["status"]["state"] != "expired":
+            requests.delete(
+                f"{alertmanager.url}/api/v2/silence/{silence['id']}",
+                auth=alertmanager.auth,
+                timeout=5,
+            ).raise_for_status()
 
 
 @pytest.fixture
