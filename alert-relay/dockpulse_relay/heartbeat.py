@@ -50,7 +50,8 @@ def is_stale(heartbeat: Heartbeat, now: float, started_at: float, timeout: float
     return now - last > timeout
 
 
-def _clock(moment: float) -> str:
+def clock_text(moment: float) -> str:
+    """A moment as the mails write it: 2026-01-31 12:00:00 UTC."""
     return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
@@ -70,7 +71,7 @@ def heartbeat_mail(heartbeat: Heartbeat, blind: bool, now: float, config: RelayC
             f"{duration_text(now - since)}"
         )
         text = (
-            f"The relay has had no Watchdog heartbeat since {_clock(since)} (HEARTBEAT_TIMEOUT "
+            f"The relay has had no Watchdog heartbeat since {clock_text(since)} (HEARTBEAT_TIMEOUT "
             f"{duration_text(config.heartbeat_timeout)}).\n\nUntil it returns, no alert can reach "
             "you. Check that Prometheus and Alertmanager run, that Prometheus can reach "
             "Alertmanager, and that Alertmanager can reach the relay (route relay-heartbeat).\n"
@@ -79,7 +80,7 @@ def heartbeat_mail(heartbeat: Heartbeat, blind: bool, now: float, config: RelayC
         )
     else:
         title = "[RESOLVED] Monitoring is back: the Watchdog heartbeat arrives again"
-        text = f"Heartbeat received again at {_clock(now)}; alerts reach you again.\n"
+        text = f"Heartbeat received again at {clock_text(now)}; alerts reach you again.\n"
     text = f"{title}\n\n{text}\n-- dockpulse-relay\n"
     body = f"<html><body><pre>{html.escape(text)}</pre></body></html>\n"
     token, message = build_message(

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from dockpulse_relay.config import RelayConfig
-from dockpulse_relay.heartbeat import _clock, duration_text
+from dockpulse_relay.heartbeat import clock_text, duration_text
 from dockpulse_relay.message import build_message
 from dockpulse_relay.store import NewMail
 
@@ -151,7 +151,7 @@ def silence_mail(
         f"  matchers:   {{{matchers}}}\n"
         f"  created by: {who}\n"
         f"  comment:    {silence.comment or '(none)'}\n"
-        f"  from {_clock(silence.starts_at)} until {_clock(silence.ends_at)}\n\n"
+        f"  from {clock_text(silence.starts_at)} until {clock_text(silence.ends_at)}\n\n"
         "Why this warning:\n"
         + "".join(f"  - {reason}\n" for reason in reasons)
         + f"\nWhile it lasts, the alerts it matches are not mailed. If it is not meant, expire it:"
