@@ -7,7 +7,7 @@ TARGET ?= http://127.0.0.1:8000
 DURATION ?= 4m
 WORKERS ?= 0
 
-.PHONY: install install-stack test test-cgroupv2 lint bench-exporter bench-probes bench-label-probes bench-relay bench-chaos bench-mail-chart images demo down stress stress-local webapp-image bench-time-to-detect
+.PHONY: install install-stack test test-cgroupv2 lint bench-exporter bench-socket-proxy bench-probes bench-label-probes bench-relay bench-chaos bench-mail-chart images demo down stress stress-local webapp-image bench-time-to-detect
 
 # Two stamps: the demo needs only `.[stack]`; the tests need `.[dev]` (which includes it).
 $(VENV)/.installed-stack: pyproject.toml
@@ -43,6 +43,10 @@ images: install
 
 bench-exporter: install
 	$(PY) -m bench.exporter --containers 200
+
+# Docker through the exporter's socket proxy against direct: full resync and inspect (p50/p99).
+bench-socket-proxy: install
+	$(PY) -m bench.socket_proxy --containers 200
 
 # Probe run cost: a new connection per run against the old keep-alive Session (p50/p99, CPU).
 bench-probes: install

@@ -19,8 +19,9 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ValidationError
 EXIT_CONFIG_ERROR = 2
 Model = TypeVar("Model", bound=BaseModel)
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_UNIT_SECONDS[None] = 1.0
 
 
 class ConfigError(ValueError):
@@ -28,7 +29,7 @@ class ConfigError(ValueError):
 
 
 def parse_duration(value: Any) -> float:
-    """Seconds from a number or a Prometheus-style string: `500ms`, `5s`, `1m`, `2h`."""
+    """Seconds from a number or a Prometheus-style string: `500ms`, `5s`, `1m`, `2h`, `7d`."""
     if isinstance(value, bool):
         raise ValueError("expected a duration like 5s, 500ms or 1m")
     if isinstance(value, int | float):

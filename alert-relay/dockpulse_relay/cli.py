@@ -18,6 +18,7 @@ from dockpulse_relay.config import DEFAULT_LISTEN_ADDRESS, RelayConfig, load_con
 from dockpulse_relay.dispatch import Dispatcher
 from dockpulse_relay.http import Webhook, make_server
 from dockpulse_relay.metrics import RelayMetrics
+from dockpulse_relay.silence_watch import SilenceWatcher
 from dockpulse_relay.store import StoreError, describe_store, open_store
 
 PROGRAM = "dockpulse-relay"
@@ -100,6 +101,9 @@ class Relay:
         self.dispatcher = Dispatcher(
             self.store, make_backend(config), config, self.metrics, fallback
         )
+        self.silences = (
+            SilenceWatcher(config, self.store, self.metrics) if config.alertmanager_url else None
+        )
         token = config.auth_token.get_secret_value() if config.auth_token else None
         self.alert_log = AlertLog(config.alert_log)
         webhook = Webhook(
@@ -128,10 +132,14 @@ class Relay:
         # Webhook threads wait less for the GIL while the dispatcher composes a big digest.
         sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         threading.Thread(target=self.dispatcher.run, name="planner", daemon=True).start()
+        if self.silences is not None:
+            threading.Thread(target=self.silences.run, name="silences", daemon=True).start()
         self.server.serve_forever()
 
     def stop(self) -> None:
         self.dispatcher.stop()
+        if self.silences is not None:
+            self.silences.stop()
         self.server.shutdown()
 
 

@@ -35,6 +35,12 @@ ENVIRONMENT = {
     "MAIL_FALLBACK_BACKEND": "mail_fallback_backend",
     "FALLBACK_AFTER": "fallback_after",
     "HEARTBEAT_TIMEOUT": "heartbeat_timeout",
+    "BLIND_REPEAT": "blind_repeat",
+    "ALERTMANAGER_URL": "alertmanager_url",
+    "ALERTMANAGER_USERNAME": "alertmanager_username",
+    "ALERTMANAGER_PASSWORD_FILE": "alertmanager_password_file",
+    "SILENCE_CHECK_INTERVAL": "silence_check_interval",
+    "SILENCE_MAX_DURATION": "silence_max_duration",
     "RELAY_ALLOW_NO_AUTH": "allow_no_auth",
     "RELAY_MAX_CONNECTIONS": "max_connections",
     "RELAY_READ_TIMEOUT": "read_timeout",
@@ -86,6 +92,14 @@ class RelayConfig(BaseModel):
     fallback_after: Duration = 300.0  # primary failing this long: use the fallback
 
     heartbeat_timeout: Duration = 120.0  # no Watchdog heartbeat this long: "monitoring is blind"
+    blind_repeat: Duration = 4 * 3600.0  # "monitoring is blind" again this often while it lasts
+    # Silences are read from here (GET /api/v2/silences) and broad or long ones mailed; "" turns
+    # it off. Basic auth with the username and the password in the file, when set.
+    alertmanager_url: str | None = "http://127.0.0.1:9093"
+    alertmanager_username: str | None = None
+    alertmanager_password_file: Path | None = None
+    silence_check_interval: Duration = 60.0
+    silence_max_duration: Duration = 7 * 86400.0  # a longer silence is mailed about
     allow_no_auth: bool = False  # serve the webhook without a token on a non-loopback address
     max_connections: int = Field(default=64, gt=0)  # concurrent HTTP connections
     read_timeout: Duration = 10.0  # a client must send each request within this
@@ -148,12 +162,37 @@ class RelayConfig(BaseModel):
             raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
         return None if value is None else value.rstrip("/")
 
+    @field_validator("alertmanager_url", mode="before")
+    @classmethod
+    def _alertmanager_url(cls, value: object) -> object:
+        if value in ("", None):
+            return None
+        if not str(value).startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return str(value).rstrip("/")
+
+    @field_validator("alertmanager_password_file")
+    @classmethod
+    def _password_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
     @field_validator("grafana_url")
     @classmethod
     def _grafana_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
         return None if value is None else value.rstrip("/")
+
+    def alertmanager_auth(self) -> tuple[str, str] | None:
+        """Basic-auth credentials for Alertmanager (the password file read now), or None."""
+        if self.alertmanager_username is None:
+            return None
+        password = ""
+        if self.alertmanager_password_file is not None:
+            password = self.alertmanager_password_file.read_text().rstrip("\r\n")
+        return self.alertmanager_username, password
 
     @property
     def sender(self) -> str:
@@ -185,6 +224,11 @@ def check_backend(config: RelayConfig) -> None:
         for field in required:
             if not getattr(config, field):
                 raise ConfigError(f"{field}: required when {setting} is {backend}")
+    if config.alertmanager_password_file is not None and config.alertmanager_username is None:
+        raise ConfigError(
+            "alertmanager_username: required when alertmanager_password_file is set "
+            "(ALERTMANAGER_USERNAME)"
+        )
     host, _ = split_listen_address(config.listen_address)
     if config.auth_token is None and not config.allow_no_auth and host not in LOOPBACK_HOSTS:
         raise ConfigError(

@@ -37,7 +37,14 @@ from dockpulse_relay.digest import MailPlan, plan_mails
 from dockpulse_relay.heartbeat import heartbeat_mail, is_stale
 from dockpulse_relay.message import compose, link_ready, uncomposable
 from dockpulse_relay.metrics import RelayMetrics
-from dockpulse_relay.store import NewMail, PlanConflict, QueuedMail, Store, StoreError
+from dockpulse_relay.store import (
+    BLIND_NOTICE,
+    NewMail,
+    PlanConflict,
+    QueuedMail,
+    Store,
+    StoreError,
+)
 
 log = logging.getLogger("dockpulse_relay.dispatch")
 
@@ -341,13 +348,20 @@ class Dispatcher:
         return found
 
     def check_heartbeat(self, now: float) -> None:
-        """Mail "monitoring is blind" once when the Watchdog heartbeat stops, and "monitoring
-        is back" when it returns (watched from the first heartbeat on)."""
+        """Mail "monitoring is blind" when the Watchdog heartbeat stops, again every
+        BLIND_REPEAT while it stays away, and "monitoring is back" when it returns (watched from
+        the first heartbeat on)."""
         heartbeat = self.store.heartbeat()
         if heartbeat is None:
             return
         stale = is_stale(heartbeat, now, self.started_at, self.config.heartbeat_timeout)
         self.metrics.blind.set(int(heartbeat.blind))
+        if stale and heartbeat.blind:
+            repeat = heartbeat_mail(heartbeat, True, now, self.config)
+            if self.store.send_notice(BLIND_NOTICE, repeat, now, self.config.blind_repeat):
+                log.warning("queued again: %s", repeat.subject)
+                self._wake_lanes(URGENT)
+            return
         if stale == heartbeat.blind:
             return
         mail = heartbeat_mail(heartbeat, stale, now, self.config)

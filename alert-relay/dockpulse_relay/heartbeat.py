@@ -1,6 +1,7 @@
 """The dead man's switch: Prometheus' always-firing `Watchdog`, routed by Alertmanager to
 `POST /heartbeat`, proves the whole alert path works. When it stops, the relay itself mails
-"monitoring is blind" (once), and "monitoring is back" when it returns.
+"monitoring is blind", again every BLIND_REPEAT while it lasts (a blind alert path cannot stay
+quiet for good), and "monitoring is back" when it returns.
 
 Two clocks tell a heartbeat is stale: when the relay last received one (Alertmanager dead or
 cut off), and the Prometheus evaluation time the Watchdog carries in its `evaluated_at`
@@ -49,7 +50,8 @@ def is_stale(heartbeat: Heartbeat, now: float, started_at: float, timeout: float
     return now - last > timeout
 
 
-def _clock(moment: float) -> str:
+def clock_text(moment: float) -> str:
+    """A moment as the mails write it: 2026-01-31 12:00:00 UTC."""
     return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
@@ -69,15 +71,16 @@ def heartbeat_mail(heartbeat: Heartbeat, blind: bool, now: float, config: RelayC
             f"{duration_text(now - since)}"
         )
         text = (
-            f"The relay has had no Watchdog heartbeat since {_clock(since)} (HEARTBEAT_TIMEOUT "
+            f"The relay has had no Watchdog heartbeat since {clock_text(since)} (HEARTBEAT_TIMEOUT "
             f"{duration_text(config.heartbeat_timeout)}).\n\nUntil it returns, no alert can reach "
             "you. Check that Prometheus and Alertmanager run, that Prometheus can reach "
             "Alertmanager, and that Alertmanager can reach the relay (route relay-heartbeat).\n"
-            "You get one mail now and one when the heartbeat is back.\n"
+            f"This mail is repeated every {duration_text(config.blind_repeat)} (BLIND_REPEAT) "
+            "until the heartbeat is back; then you get one saying so.\n"
         )
     else:
         title = "[RESOLVED] Monitoring is back: the Watchdog heartbeat arrives again"
-        text = f"Heartbeat received again at {_clock(now)}; alerts reach you again.\n"
+        text = f"Heartbeat received again at {clock_text(now)}; alerts reach you again.\n"
     text = f"{title}\n\n{text}\n-- dockpulse-relay\n"
     body = f"<html><body><pre>{html.escape(text)}</pre></body></html>\n"
     token, message = build_message(

@@ -144,4 +144,14 @@ class RelayMetrics:
             "1 while the Watchdog heartbeat is missing (monitoring is blind was mailed).",
             registry=r,
         )
+        self.silences_up = Gauge(
+            "dockpulse_relay_silences_up",
+            "1 when the last read of Alertmanager's silences worked (absent: not watched).",
+            registry=r,
+        )
+        self.silence_warnings = Counter(
+            "dockpulse_relay_silence_warnings",
+            "Silences mailed about (the Watchdog's, a whole severity or host's, or too long).",
+            registry=r,
+        )
         r.register(QueueCollector(depth, oldest_pending, heartbeat_at))

@@ -32,6 +32,7 @@ from dockpulse_relay.alerts import Alert
 DEFAULT_LEASE_SECONDS = 5.0
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 PLANNER = "planner"
+BLIND_NOTICE = "blind"  # the notice row holding when "monitoring is blind" was last queued
 
 
 class StoreError(RuntimeError):
@@ -132,6 +133,9 @@ class Store(Protocol):
     def heartbeat(self) -> Heartbeat | None: ...
     def record_heartbeat(self, received_at: float, evaluated_at: float | None) -> None: ...
     def set_blind(self, blind: bool, mail: NewMail, now: float) -> bool: ...
+    def send_notice(
+        self, key: str, mail: NewMail, now: float, repeat_after: float | None = None
+    ) -> bool: ...
     def depth(self) -> dict[str, int]: ...
     def purge(self, before: float) -> None: ...
     def close(self) -> None: ...
@@ -463,13 +467,44 @@ class SqlStore:
             ).rowcount
             if flipped != 1:
                 return False
-            db.execute(
-                "INSERT INTO mails (message_id, kind, subject, message, first_received_at,"
-                " created_at, next_attempt_at, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (mail.message_id, mail.kind, mail.subject, mail.message,
-                 mail.first_received_at, now, now, mail.priority),
-            )  # fmt: skip
+            if blind:  # BLIND_REPEAT counts from this mail
+                self._record_notice(db, BLIND_NOTICE, now, None)
+            self._insert_mail(db, mail, now)
         return True
+
+    def send_notice(
+        self, key: str, mail: NewMail, now: float, repeat_after: float | None = None
+    ) -> bool:
+        """Queue the relay's own `mail` once under `key` (a silence warned about), or again
+        when the last one is `repeat_after` old; False (nothing queued) when it is not due, or
+        another replica queued it first. The notice and its mail commit together."""
+        with self._transaction() as db:
+            if not self._record_notice(db, key, now, repeat_after):
+                return False
+            self._insert_mail(db, mail, now)
+        return True
+
+    @staticmethod
+    def _record_notice(db: Transaction, key: str, now: float, repeat_after: float | None) -> bool:
+        """Upsert the notice's time when it is new or due; True when this call did."""
+        due_before = -1.0 if repeat_after is None else now - repeat_after
+        return (
+            db.execute(
+                "INSERT INTO notices (key, sent_at) VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
+                " SET sent_at = excluded.sent_at WHERE notices.sent_at <= ?",
+                (key, now, due_before),
+            ).rowcount
+            == 1
+        )
+
+    @staticmethod
+    def _insert_mail(db: Transaction, mail: NewMail, now: float) -> None:
+        db.execute(
+            "INSERT INTO mails (message_id, kind, subject, message, first_received_at,"
+            " created_at, next_attempt_at, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (mail.message_id, mail.kind, mail.subject, mail.message,
+             mail.first_received_at, now, now, mail.priority),
+        )  # fmt: skip
 
     def depth(self) -> dict[str, int]:
         """Queue depth: alerts in the buffer, held by the cooldown, mails waiting, dead."""

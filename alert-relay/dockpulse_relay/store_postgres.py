@@ -68,6 +68,10 @@ CREATE TABLE IF NOT EXISTS heartbeat (
     evaluated_at DOUBLE PRECISION,
     blind        INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS notices (
+    key     TEXT PRIMARY KEY,
+    sent_at DOUBLE PRECISION NOT NULL
+);
 CREATE TABLE IF NOT EXISTS leases (
     name       TEXT PRIMARY KEY,
     holder     TEXT NOT NULL,

@@ -67,6 +67,10 @@ CREATE TABLE IF NOT EXISTS heartbeat (
     evaluated_at REAL,                         -- Prometheus' time in it (None: unknown)
     blind        INTEGER NOT NULL DEFAULT 0    -- 1: "monitoring is blind" was queued
 );
+CREATE TABLE IF NOT EXISTS notices (
+    key     TEXT PRIMARY KEY,  -- silence:<id> | blind
+    sent_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS leases (
     name       TEXT PRIMARY KEY,               -- planner
     holder     TEXT NOT NULL,

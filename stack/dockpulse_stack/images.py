@@ -1,9 +1,10 @@
 """The images the host-network stack runs (`dockpulse/*:local`), built here without a registry.
 
-Debian packages give Prometheus, Alertmanager and PostgreSQL (mmdebstrap rootfs + a tiny
-Dockerfile from `stack/local-images/`); the project's own images are built from their Dockerfiles on
-the Debian Python base. Debian rootfs images are reused by tag; Dockerfile builds always run,
-so a code change is picked up, and Docker's layer cache makes an unchanged rebuild quick.
+Debian packages give Prometheus, Alertmanager, PostgreSQL and the exporter's Docker socket proxy
+(haproxy): an mmdebstrap rootfs + a tiny Dockerfile from `stack/local-images/`; the project's own
+images are built from their Dockerfiles on the Debian Python base. Debian rootfs images are
+reused by tag; Dockerfile builds always run, so a code change is picked up, and Docker's layer
+cache makes an unchanged rebuild quick.
 """
 
 from __future__ import annotations
@@ -62,12 +63,17 @@ POSTGRES = LocalImage(
     "stack/local-images/postgres.Dockerfile",
     ("dockpulse/postgresql-debian:bookworm", ("postgresql-15",)),
 )
+SOCKET_PROXY = LocalImage(
+    "dockpulse/socket-proxy:local",
+    "stack/local-images/socket-proxy.Dockerfile",
+    ("dockpulse/haproxy-debian:bookworm", ("haproxy",)),
+)
 EXPORTER = LocalImage("dockpulse/exporter:local", "exporter/Dockerfile")
 WEBAPP = LocalImage("dockpulse/webapp:local", "webapp/Dockerfile")
 RELAY = LocalImage("dockpulse/alert-relay:local", "alert-relay/Dockerfile")
 LOADTEST = LocalImage("dockpulse/loadtest:local", "loadtest/Dockerfile")
 
-STACK_IMAGES = (PROMETHEUS, POSTGRES, EXPORTER, WEBAPP, RELAY, LOADTEST)
+STACK_IMAGES = (PROMETHEUS, POSTGRES, SOCKET_PROXY, EXPORTER, WEBAPP, RELAY, LOADTEST)
 
 
 @contextmanager

@@ -1,5 +1,6 @@
 """The dead man's switch: when the Watchdog heartbeat stops, the relay mails "monitoring is
-blind" once, and "monitoring is back" when it returns (HEARTBEAT_TIMEOUT 2 s here)."""
+blind", again every BLIND_REPEAT while it lasts, and "monitoring is back" when it returns
+(HEARTBEAT_TIMEOUT 2 s here)."""
 
 from __future__ import annotations
 
@@ -80,3 +81,28 @@ def test_a_relay_restart_while_blind_says_nothing_new(start_relay) -> None:
     beat(relay)
     back = wait_until(lambda: len(relay.mails()) == 2 and subjects(relay))[1]
     assert "Monitoring is back" in back
+
+
+def test_blind_is_mailed_again_every_blind_repeat_until_the_heartbeat_returns(
+    start_relay,
+) -> None:
+    """A blind alert path cannot stay quiet for good (BLIND_REPEAT 1.5 s here, 4 h shipped)."""
+    relay = start_relay(HEARTBEAT_TIMEOUT="1s", BLIND_REPEAT="1500ms")
+    beat(relay)
+
+    def blind_mails() -> list[str]:
+        return [s for s in subjects(relay) if s.startswith("[CRITICAL] Monitoring is blind")]
+
+    wait_until(lambda: len(blind_mails()) >= 2, timeout=15, interval=0.05)
+    written = sorted(path.stat().st_mtime for path in (relay.folder / "outbox").glob("*.eml"))
+    assert written[1] - written[0] >= 0.75, "repeated after BLIND_REPEAT, not at once"
+    assert (
+        "repeated every 0m01s (BLIND_REPEAT)"
+        in relay.mails()[-1].get_body(("plain",)).get_content()
+    )
+
+    beat(relay)
+    wait_until(lambda: subjects(relay)[-1].startswith("[RESOLVED] Monitoring is back"), timeout=10)
+    repeats = len(blind_mails())
+    beat_for(relay, 2.0)  # longer than BLIND_REPEAT, heartbeats coming: no repeat
+    assert len(blind_mails()) == repeats

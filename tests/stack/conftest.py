@@ -25,6 +25,7 @@ from dockpulse_stack.images import (
     PROMETHEUS,
     RELAY,
     REPO_ROOT,
+    SOCKET_PROXY,
     WEBAPP,
     build_stack_images,
 )
@@ -39,7 +40,7 @@ STACK_PORTS = {
     9093: "alertmanager",
     9095: "alert-relay",
 }
-IMAGES = (PROMETHEUS, POSTGRES, EXPORTER, WEBAPP, RELAY, LOADTEST)
+IMAGES = (PROMETHEUS, POSTGRES, SOCKET_PROXY, EXPORTER, WEBAPP, RELAY, LOADTEST)
 # Test timings (shipped: 2 min, 5 s and 10 s), so a stress run's alert is mailed in seconds:
 # ContainerHighMemory's `for`, Alertmanager's group wait, the relay's buffer. The relay's graphs
 # show the last 30 s (1 h shipped: a new stack's seconds would be a sliver of it) and get

@@ -46,7 +46,15 @@ SECRETS = {
     "RELAY_AUTH_TOKEN": "relay-test",
     "GF_ADMIN_PASSWORD": "grafana-test",
 }
-RUNNING = {"postgres", "webapp", "exporter", "prometheus", "alertmanager", "alert-relay"}
+RUNNING = {
+    "postgres",
+    "webapp",
+    "docker-socket-proxy",
+    "exporter",
+    "prometheus",
+    "alertmanager",
+    "alert-relay",
+}
 SCREENSHOT = REPO_ROOT / "docs" / "mail-example.png"
 HA = {"alertmanager-2", "alert-relay-2", "relay-db"}  # profile ha
 
@@ -85,8 +93,19 @@ def test_users_file_is_valid_and_pins_every_image(tmp_path: Path) -> None:
         if name not in ("network", "stress-generator"):
             assert service["healthcheck"]["test"], f"{name} has no healthcheck"
     assert services["exporter"]["user"] != "root"
-    socket = [v for v in services["exporter"]["volumes"] if v["target"] == "/var/run/docker.sock"]
-    assert socket and socket[0]["read_only"]
+    # Only the socket proxy holds Docker's socket; the exporter reads Docker through it.
+    holders = {
+        name
+        for name, service in services.items()
+        for v in service.get("volumes", [])
+        if v["target"] == "/var/run/docker.sock"
+    }
+    assert holders == {"docker-socket-proxy"}
+    proxy = services["docker-socket-proxy"]
+    rules = [v for v in proxy["volumes"] if v["target"] == proxy["command"][-1]]
+    assert rules and rules[0]["source"].endswith("exporter/socket-proxy/haproxy.cfg")
+    assert proxy["environment"]["DOCKER_API_PROXY_BIND"] == "127.0.0.1:2375"
+    assert services["exporter"]["environment"]["DOCKER_HOST"] == "tcp://127.0.0.1:2375"
     assert services["stress-generator"]["profiles"] == ["stress"]
     for name in HA:  # the second peer, the second relay and their store: on demand
         assert services[name]["profiles"] == ["ha"], name
@@ -113,6 +132,16 @@ def test_override_runs_everything_on_the_host_network_from_local_images(tmp_path
     result = compose_config(SECRETS, tmp_path, *COMPOSE_FILES)
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
+    # The proxy's unix socket, in a volume only it and the exporter mount (no TCP port).
+    api_volume = {
+        name
+        for name, service in services.items()
+        for v in service.get("volumes", [])
+        if v.get("source") == "docker-api"
+    }
+    assert api_volume == {"docker-socket-proxy", "exporter"}
+    assert services["exporter"]["environment"]["DOCKER_HOST"].startswith("unix:///run/docker-api/")
+    assert services["docker-socket-proxy"]["user"] == "65534:65534"
     for name, service in services.items():
         assert service["network_mode"] == "host", name
         if name not in ("grafana", "network"):

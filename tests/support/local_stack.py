@@ -308,6 +308,7 @@ class LocalStack:
             "MAIL_BACKEND": "outbox",
             "OUTBOX_DIR": str(folder / "outbox"),
             "ALERT_LOG": str(folder / "container_alerts.log"),
+            "ALERTMANAGER_URL": "",  # silences not watched unless a test says where
             **env,
         }
         args = [
