@@ -1,7 +1,8 @@
 """Mails from alerts: multipart text + HTML, a subject that says what broke where.
 
 Alert content comes from labels and annotations anyone with a container may set, so every value
-is cleaned before it reaches the message: header values lose CR/LF and every other control
+is cleaned (dockpulse/text.py, the rules the exporter applies to log lines too) before it
+reaches the message: header values lose CR/LF and every other control
 character (no header injection, no folding tricks) and are bounded in length; body text keeps
 line breaks but no other control characters; HTML is escaped; lone surrogates (valid JSON,
 not encodable) become U+FFFD.
@@ -14,7 +15,6 @@ Prometheus graph and Grafana dashboard links. Resolved alerts keep the plain fac
 from __future__ import annotations
 
 import html
-import re
 import time
 import unicodedata
 import uuid
@@ -26,6 +26,7 @@ from email.policy import SMTP
 from email.utils import formatdate
 from urllib.parse import urlsplit
 
+from dockpulse.text import body_text, no_surrogates, one_line
 from dockpulse_relay.alerts import Alert
 from dockpulse_relay.chart import DEFAULT_WINDOW_SECONDS, Chart
 from dockpulse_relay.digest import Entry, MailPlan, event_time_text
@@ -37,34 +38,16 @@ SUBJECT_LIMIT = 180
 # RFC 5322's line limit: a subject of up to SUBJECT_LIMIT characters stays on one line.
 WIRE_POLICY = SMTP.clone(max_line_length=998)
 VALUE_LIMIT = 4000  # one fact in the body (a description, a runbook)
-_SPACES = re.compile(r"\s+")
-# Characters that end a line somewhere (Unicode line/paragraph separators, NEL, FF, VT, ...).
-_LINE_BREAKS = {"\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"}
-
-
-def _clean_char(char: str, keep_newlines: bool) -> str:
-    if char == "\n" and keep_newlines:
-        return char
-    category = unicodedata.category(char)
-    if category == "Cs":  # a lone surrogate: valid in JSON, not encodable
-        return "\ufffd"
-    if char in _LINE_BREAKS or char == "\t" or category in ("Cc", "Zl", "Zp"):
-        return " "
-    return char
 
 
 def header_value(text: str, limit: int = SUBJECT_LIMIT) -> str:
     """One line, printable, at most `limit` characters: safe in any header."""
-    cleaned = "".join(_clean_char(char, keep_newlines=False) for char in text)
-    cleaned = _SPACES.sub(" ", cleaned).strip()
-    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+    return one_line(text, limit)
 
 
 def body_value(text: str, limit: int = VALUE_LIMIT) -> str:
     """Body text: line breaks kept (CRLF -> LF), other control characters replaced, bounded."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    cleaned = "".join(_clean_char(char, keep_newlines=True) for char in text)
-    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+    return body_text(text, limit)
 
 
 def subject(plan: MailPlan) -> str:
@@ -132,11 +115,6 @@ def _span(changes: list[Alert]) -> str:
 
 def _times(count: int) -> str:
     return "once" if count == 1 else f"{count} times"
-
-
-def no_surrogates(text: str) -> str:
-    """Lone surrogates (valid JSON, not encodable) become U+FFFD, as Alertmanager has them."""
-    return "".join("\ufffd" if unicodedata.category(char) == "Cs" else char for char in text)
 
 
 def link_ready(alert: Alert) -> Alert:

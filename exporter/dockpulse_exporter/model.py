@@ -26,6 +26,7 @@ class Container:
     cpu_quota_us: int  # 0 when unlimited
     cpu_period_us: int
     memory_reservation_bytes: int = 0  # 0 when none
+    image_id: str = ""  # sha256:... of the image it was created from
 
     @property
     def running(self) -> bool:

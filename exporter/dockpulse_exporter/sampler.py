@@ -19,6 +19,16 @@ log = logging.getLogger(__name__)
 EVENT_SETTLE_SECONDS = 0.5
 
 
+def last_memory_peak(snapshot: Snapshot, container_id: str) -> int | None:
+    """The highest memory use the last refresh saw for a container (the kernel's peak where
+    it keeps one), None when it was not sampled running."""
+    for sample in snapshot.samples:
+        if sample.container.id == container_id and sample.usage is not None:
+            usage = sample.usage
+            return usage.memory_max_usage_bytes or usage.memory_usage_bytes or None
+    return None
+
+
 class Sampler:
     """Refreshes every `interval`, and at once when Docker reports a change."""
 
