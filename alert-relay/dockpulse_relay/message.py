@@ -29,8 +29,10 @@ from urllib.parse import urlsplit
 from dockpulse.text import body_text, no_surrogates, one_line
 from dockpulse_relay.alerts import Alert
 from dockpulse_relay.chart import DEFAULT_WINDOW_SECONDS, Chart
+from dockpulse_relay.container_context import ContainerContext
 from dockpulse_relay.digest import Entry, MailPlan, event_time_text
 from dockpulse_relay.links import AlertLinks, alert_links
+from dockpulse_relay.mail_context import context_html, context_text, hints
 from dockpulse_relay.mail_parts import ChartImage, embed_charts, what_to_do_html, what_to_do_text
 from dockpulse_relay.store import NewMail
 
@@ -158,6 +160,7 @@ class Section:
     entry: Entry
     links: AlertLinks | None = None  # firing alerts: what to do
     chart: ChartImage | None = None
+    context: ContainerContext | None = None  # why the container went down (the exporter's)
 
     @property
     def actionable(self) -> bool:
@@ -171,8 +174,10 @@ def sections(
     charts: Sequence[Chart | None] | None = None,
     grafana_url: str | None = None,
     chart_window: float = DEFAULT_WINDOW_SECONDS,
+    contexts: Sequence[ContainerContext | None] | None = None,
 ) -> list[Section]:
-    """A section per entry; firing ones get links and their chart (`charts[i]`, if given)."""
+    """A section per entry; firing ones get links, their chart (`charts[i]`, if given) and
+    their container's context (`contexts[i]`)."""
     found = []
     for index, entry in enumerate(plan.entries):
         if entry.alert.status != "firing":
@@ -181,7 +186,9 @@ def sections(
         alert = link_ready(entry.alert)
         links = links_of(alert, prometheus_url, grafana_url, chart_window, now)
         chart = charts[index] if charts is not None and index < len(charts) else None
-        found.append(Section(entry, links, ChartImage.of(chart) if chart is not None else None))
+        context = contexts[index] if contexts is not None and index < len(contexts) else None
+        image = ChartImage.of(chart) if chart is not None else None
+        found.append(Section(entry, links, image, context))
     return found
 
 
@@ -213,9 +220,12 @@ def _text(title: str, parts: list[Section], prometheus_url: str) -> str:
     lines = [title, "=" * min(len(title), 78), ""]
     for section in parts:
         lines += [f"{name + ':':<13}{text}" for name, text in _facts(section, prometheus_url)]
+        if section.context is not None:
+            lines += ["", *context_text(section.context).splitlines()]
         if section.links is not None:
             alert = link_ready(section.entry.alert)
-            lines += ["", *what_to_do_text(alert, section.links, section.chart).splitlines()]
+            to_do = what_to_do_text(alert, section.links, section.chart, hints(section.context))
+            lines += ["", *to_do.splitlines()]
         lines.append("")
     lines.append("-- dockpulse-relay")
     return "\n".join(lines) + "\n"
@@ -233,9 +243,11 @@ def _html(title: str, parts: list[Section], prometheus_url: str) -> str:
                 value = f"<strong>{value}</strong>"
             rows.append(f"<tr><th align='left'>{name}</th><td>{value}</td></tr>")
         block = f"<table cellpadding='3'>{''.join(rows)}</table>"
+        if section.context is not None:
+            block += context_html(section.context)
         if section.links is not None:
             alert = link_ready(section.entry.alert)
-            block += what_to_do_html(alert, section.links, section.chart)
+            block += what_to_do_html(alert, section.links, section.chart, hints(section.context))
         blocks.append(block + "<hr>")
     return (
         "<html><body style='font-family:sans-serif'>"
@@ -285,17 +297,19 @@ def compose(
     grafana_url: str | None = None,
     chart_window: float = DEFAULT_WINDOW_SECONDS,
     actionable: bool = True,
+    contexts: Sequence[ContainerContext | None] | None = None,
 ) -> NewMail:
     """The mail for a plan, ready to store and send byte for byte.
 
     Firing alerts get a "what to do" section (runbook, silence, graph and dashboard links) and
-    their chart, `charts[i]` for `plan.entries[i]` (None: no chart section). `actionable=False`
+    their chart, `charts[i]` for `plan.entries[i]` (None: no chart section), and why their
+    container went down, `contexts[i]` (None: no such section). `actionable=False`
     leaves all that out: the plain mail, for when the extras cannot be composed.
     """
     title = subject(plan)
     entries = plan.entries
     if actionable:
-        parts = sections(plan, prometheus_url, now, charts, grafana_url, chart_window)
+        parts = sections(plan, prometheus_url, now, charts, grafana_url, chart_window, contexts)
     else:
         parts = [Section(entry) for entry in entries]
     token, message = build_message(
