@@ -16,6 +16,8 @@ exporter that keeps the event rings.
 from __future__ import annotations
 
 import argparse
+import email
+import email.policy
 import json
 import os
 import subprocess
@@ -34,6 +36,7 @@ from dockpulse_stack.engine import find_or_start_engine
 from dockpulse_stack.rootfs import python_base_image
 from tests.helpers import free_port, wait_until
 from tests.support.local_stack import LocalStack, exporter_config
+from tests.support.mail import mail_text
 
 ENGINE_DIR = Path(os.environ.get("DOCKPULSE_TEST_ENGINE_DIR", "/tmp/dockpulse-test-engine"))
 LOG_SCRIPT = (
@@ -86,7 +89,8 @@ def mail_cost(mails: int) -> None:
                 for key, relay in (("with", with_context), ("without", without)):
                     body = down_alert(index, instance, name)
                     seconds, mail = mail_latency(relay, stack.token, index, body)
-                    if key == "with" and b"permission denied" not in mail:
+                    text = mail_text(email.message_from_bytes(mail, policy=email.policy.default))
+                    if key == "with" and "permission denied" not in text:
                         raise SystemExit(f"mail {index} has no log lines: see {relay.log}")
                     if index >= 0:
                         timed[key].append(seconds)
