@@ -72,10 +72,15 @@ def what_to_do_text(
 
 
 def what_to_do_html(
-    alert: Alert, links: AlertLinks, chart: ChartImage | None, hints: Sequence[str] = ()
+    alert: Alert,
+    links: AlertLinks,
+    chart: ChartImage | None,
+    hints: Sequence[str] = (),
+    after_chart: str = "",
 ) -> str:
-    """The HTML section: the chart inline (or why not), the hints, the runbook, the links as
-    buttons."""
+    """The HTML section: the chart inline (or why not), `after_chart` (HTML: why the container
+    went down), the hints, the runbook, the links as buttons. The chart comes first so that
+    nothing of varying height above it shifts it off whole pixels."""
     parts = []
     if chart is not None and chart.chart.png is not None:
         parts.append(
@@ -85,6 +90,7 @@ def what_to_do_html(
         )
     elif chart is not None:
         parts.append(f'<p style="color:#666"><em>{html.escape(chart.chart.reason)}</em></p>')
+    parts.append(after_chart)
     parts.append("<h3 style='margin:12px 0 4px'>What to do</h3>")
     parts += [f"<p style='margin:4px 0'><strong>{html.escape(hint)}</strong></p>" for hint in hints]
     if _runbook(alert):

@@ -243,11 +243,13 @@ def _html(title: str, parts: list[Section], prometheus_url: str) -> str:
                 value = f"<strong>{value}</strong>"
             rows.append(f"<tr><th align='left'>{name}</th><td>{value}</td></tr>")
         block = f"<table cellpadding='3'>{''.join(rows)}</table>"
-        if section.context is not None:
-            block += context_html(section.context)
+        why = context_html(section.context) if section.context is not None else ""
         if section.links is not None:
             alert = link_ready(section.entry.alert)
-            block += what_to_do_html(alert, section.links, section.chart, hints(section.context))
+            hinted = hints(section.context)
+            block += what_to_do_html(alert, section.links, section.chart, hinted, why)
+        else:
+            block += why
         blocks.append(block + "<hr>")
     return (
         "<html><body style='font-family:sans-serif'>"
