@@ -40,6 +40,7 @@ CONTEXT_ALERTS = frozenset(
 )
 MAX_BODY_BYTES = 1 << 20
 WORKERS = 4
+CANCELLED_GRACE_SECONDS = 0.5  # a critical alert waits: contexts nearly in still get this long
 TIMED_OUT = "the exporter did not answer within the mail's budget (chart_budget)"
 LEFT_OUT_FOR_CRITICAL = "context left out: a critical alert came in and was mailed first"
 
@@ -131,14 +132,16 @@ class ContextFetch:
     def collect(
         self, deadline: float, cancel: threading.Event | None = None
     ) -> list[ContainerContext | None]:
-        """Each alert's context by `deadline` (monotonic); past it, a reason instead."""
+        """Each alert's context by `deadline` (monotonic); past it, a reason instead. Once
+        `cancel` is set (a critical alert waits), each gets at most a short grace."""
         found: list[ContainerContext | None] = []
         for slot in self._futures:
             if not isinstance(slot, Future):
                 found.append(slot)
                 continue
             cancelled = cancel is not None and cancel.is_set()
-            wait = 0.0 if cancelled else max(deadline - time.monotonic(), 0.0)
+            wait = max(deadline - time.monotonic(), 0.0)
+            wait = min(wait, CANCELLED_GRACE_SECONDS) if cancelled else wait
             try:
                 found.append(slot.result(timeout=wait))
             except FutureTimeout:

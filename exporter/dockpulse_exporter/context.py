@@ -290,6 +290,7 @@ class ContainerContext:
                 timestamps=True,
                 tail=limits.log_lines,
                 stream=True,
+                follow=False,  # docker-py follows a stream by default: a running one never ends
             )
             raw = tail_lines(stream, limits.log_lines, limits.line_chars * 2)
         except docker.errors.APIError as exc:

@@ -60,7 +60,7 @@ def test_killed_webapp_is_mailed_as_critical_and_its_recovery_as_resolved(
     if os.environ.get("DOCKPULSE_WRITE_SCREENSHOT") == "1":
         (graph,) = mail.iter_attachments()
         chart = Image.open(io.BytesIO(graph.get_content())).convert("RGB")
-        _, shot = chart_as_shown(mail, chart, tmp_path, window="760,1500")
+        _, shot = chart_as_shown(mail, chart, tmp_path, window="760,1250")
         shutil.copyfile(shot, SCREENSHOT)
     assert resolved.subject == f"[RESOLVED] [CRITICAL] 1 alert: ContainerDown ({name})"
     # Its failing probe said nothing new while the container was down (inhibited).
