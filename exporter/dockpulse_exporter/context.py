@@ -151,6 +151,24 @@ def _events(history: ContainerHistory | None) -> list[dict[str, Any]]:
     return [event.to_json() for event in history.events] if history else []
 
 
+def _events_with_end(
+    history: ContainerHistory | None, state: dict[str, Any], running: bool
+) -> list[dict[str, Any]]:
+    """The ring's events; for a stopped container whose die the watcher has not recorded yet
+    (its event stream lags on a busy engine), the end as `inspect` tells it."""
+    events = _events(history)
+    finished = _unix_time(state.get("FinishedAt"))
+    started = _unix_time(state.get("StartedAt"))
+    if (
+        running
+        or not finished
+        or any(e["action"] == "die" and e["time"] >= started for e in events)
+    ):
+        return events
+    code = int(state.get("ExitCode") or 0)
+    return [*events, {"time": finished, "action": "die", "detail": f"exit code {code}"}]
+
+
 def _removed(ref: str, history: ContainerHistory | None) -> dict[str, Any]:
     """What is left of a removed container: its events (a tombstone) and that it is gone."""
     return {
@@ -273,7 +291,7 @@ class ContainerContext:
                 "peak_bytes": self._peak(container, history),
             },
             "health": _health(state),
-            "events": _events(history),
+            "events": _events_with_end(history, state, running),
         }
 
     def _logs(self, container: Container) -> dict[str, Any]:

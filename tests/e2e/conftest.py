@@ -76,7 +76,12 @@ def stack(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         local = cleanup.enter_context(LocalStack(work_dir))
         probe_url = f"{webapp.url}/health"
         exporter = local.exporter(
-            exporter_config(probe_url, refresh_interval="500ms", probe=TEST_PROBE)
+            exporter_config(
+                probe_url,
+                refresh_interval="500ms",
+                probe=TEST_PROBE,
+                container_context={"timeout": "10s"},  # a loaded machine's Docker is slow
+            )
         )
         # Prometheus first, so the relay draws its mails' graphs from it.
         alertmanager_port = free_port()
@@ -86,8 +91,11 @@ def stack(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         )
         prometheus = local.prometheus(config)
         relay = local.relay(
-            **TEST_RELAY_TIMINGS, PROMETHEUS_URL=prometheus.url, CHART_BUDGET="15s"
-        )  # a loaded machine must not cost a test its graph
+            **TEST_RELAY_TIMINGS,
+            PROMETHEUS_URL=prometheus.url,
+            CHART_BUDGET="15s",  # a loaded machine must not cost a test its graph
+            CHART_WINDOW="3m",  # a new stack has minutes of history (docs/mail-example.png)
+        )
         alertmanager_url = f"http://127.0.0.1:{alertmanager_port}"
         local.alertmanager(
             relay.url,

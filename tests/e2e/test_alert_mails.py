@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -172,7 +173,8 @@ class Containers:
 
     def run(self, name: str, image: str, *command: str, options: tuple[str, ...] = ()) -> str:
         full = f"{self.prefix}-{name}"
-        self.names.append(full)
+        if full not in self.names:
+            self.names.append(full)
         self.docker("run", "--detach", "--name", full, "--network=none", *options, image, *command)
         return full
 
@@ -199,39 +201,48 @@ def test_the_mails_say_why_containers_went_down(
     started = time.time()
     outbox = stack.relay.outbox
     box = Containers(engine, stack.prefix)
-    try:
-        fatal = box.run(
-            "fatal", python_base, "sh", "-c", f"sleep 1; echo '{FATAL_LINE}' >&2; exit 1"
-        )
-        leaky = box.run("leaky", python_base, "python3", "-c", LEAKY)
-        quiet = box.run(
-            "quiet", python_base, "sh", "-c", "echo quiet-line-xyz; sleep 1; exit 3",
-            options=("--label=dockpulse.mail_logs=false",),
-        )  # fmt: skip
-        oom = box.run(
-            "oom", python_base, "python3", "-c", OOM_LEAK,
-            options=("--memory=32m", "--memory-swap=32m"),
-        )  # fmt: skip
-        sick = box.run(
-            "sick", python_base, "sleep", "600",
-            options=(f"--health-cmd=python3 -c \"{REFUSED}\"", "--health-interval=1s",
-                     "--health-retries=1", "--health-timeout=5s"),
-        )  # fmt: skip
-        deploy = box.run("deploy", python_base, "sleep", "600")
+    fatal, leaky, quiet, oom, sick, deploy = (
+        f"{stack.prefix}-{name}" for name in ("fatal", "leaky", "quiet", "oom", "sick", "deploy")
+    )
+    ghost, away = f"{stack.prefix}-ghost", f"127.0.0.1:{free_port()}"
+
+    def redeploy() -> None:
+        """Recreated under the same name from a new image, then crashing."""
+        box.run("deploy", python_base, "sleep", "600")
         new_image = f"{stack.prefix}-deploy:v2"
         box.images.append(new_image)
         box.docker("commit", deploy, new_image)  # a new image id, as a deploy brings
         time.sleep(1.5)  # the exporter has seen the first one run (refresh 500 ms)
         box.docker("rm", "--force", deploy)
-        box.names.remove(deploy)
         box.run("deploy", new_image, "sh", "-c", "sleep 3; echo 'migration failed' >&2; exit 2")
-        ghost = f"{stack.prefix}-ghost"
-        away = f"127.0.0.1:{free_port()}"
+
+    starts = [
+        redeploy,  # the longest: first
+        lambda: box.run(
+            "oom", python_base, "python3", "-c", OOM_LEAK,
+            options=("--memory=32m", "--memory-swap=32m"),
+        ),
+        lambda: box.run(
+            "sick", python_base, "sleep", "600",
+            options=(f"--health-cmd=python3 -c \"{REFUSED}\"", "--health-interval=1s",
+                     "--health-retries=1", "--health-timeout=5s"),
+        ),
+        lambda: box.run(
+            "fatal", python_base, "sh", "-c", f"sleep 1; echo '{FATAL_LINE}' >&2; exit 1"
+        ),
+        lambda: box.run("leaky", python_base, "python3", "-c", LEAKY),
+        lambda: box.run(
+            "quiet", python_base, "sh", "-c", "echo quiet-line-xyz; sleep 1; exit 3",
+            options=("--label=dockpulse.mail_logs=false",),
+        ),
+    ]  # fmt: skip
+    try:
+        with ThreadPoolExecutor(max_workers=len(starts)) as pool:  # the scenarios at once
+            for started_one in [pool.submit(start) for start in starts]:
+                started_one.result()
         posted = time.time()
-        _post_alert(
-            stack.alertmanager_url,
-            {"alertname": "ContainerDown", "severity": "critical", "instance": away, "name": ghost},
-        )
+        labels = {"alertname": "ContainerDown", "severity": "critical", "instance": away}
+        _post_alert(stack.alertmanager_url, {**labels, "name": ghost})
 
         mails = {
             "fatal": wait_for_mail(outbox, "ContainerDown", fatal, "Last log lines", since=started),
@@ -245,6 +256,7 @@ def test_the_mails_say_why_containers_went_down(
     finally:
         box.remove()
 
+    print({key: round(mail.arrived - started, 1) for key, mail in mails.items()})
     text = mails["fatal"].text
     assert re.search(rf"\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z {FATAL_LINE}", text), text
     assert "exit code 1 (generic error)" in text and "die exit code 1" in text, text
@@ -258,7 +270,7 @@ def test_the_mails_say_why_containers_went_down(
     text = mails["quiet"].text
     assert "log lines are turned off (dockpulse.mail_logs=false)" in text, text
     assert "quiet-line-xyz" not in "".join(m.text for m in mails_about(outbox, quiet))
-    assert "die exit code 3" in text  # the events stay
+    assert "die exit code 3" in text, text  # the events stay
 
     text = mails["oom"].text
     assert "OOM-killed: yes" in text and "limit 32.0 MiB, peak seen" in text, text
