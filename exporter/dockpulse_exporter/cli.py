@@ -26,7 +26,7 @@ from dockpulse_exporter.http import make_server
 from dockpulse_exporter.machine import FilesystemSampler
 from dockpulse_exporter.model import Container
 from dockpulse_exporter.probes import ProbeRunner
-from dockpulse_exporter.sampler import Sampler, last_memory_peak
+from dockpulse_exporter.sampler import Sampler
 
 log = logging.getLogger("dockpulse_exporter")
 SWITCH_INTERVAL_SECONDS = 0.001
@@ -104,7 +104,7 @@ class Exporter:
             config.docker_host,
             self.events,
             self.watcher.containers,
-            lambda: self.sampler.snapshot,
+            lambda container_id: self.sampler.memory_peak(container_id),
             ContextLimits(
                 context.log_lines,
                 context.line_chars,
@@ -130,7 +130,7 @@ class Exporter:
         """Into the container's ring; a die or an OOM keeps the last memory peak sampled."""
         peak = None
         if container is not None and event.get("Action") in ("die", "oom"):
-            peak = last_memory_peak(self.sampler.snapshot, container.id)
+            peak = self.sampler.memory_peak(container.id)
         self.events.record(event, container, peak)
 
     def _on_docker_change(self) -> None:

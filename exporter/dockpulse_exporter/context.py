@@ -32,8 +32,7 @@ from dockpulse.redact import redact, redact_lines
 from dockpulse.text import body_text, one_line
 from dockpulse_exporter.docker_watch import DOCKER_ERRORS, _unix_time
 from dockpulse_exporter.events import ContainerHistory, EventRings
-from dockpulse_exporter.model import Container, Snapshot
-from dockpulse_exporter.sampler import last_memory_peak
+from dockpulse_exporter.model import Container
 
 log = logging.getLogger(__name__)
 
@@ -192,14 +191,14 @@ class ContainerContext:
         docker_host: str,
         rings: EventRings,
         containers: Callable[[], list[Container]],
-        snapshot: Callable[[], Snapshot],
+        memory_peak: Callable[[str], int | None],
         limits: ContextLimits,
         workers: int = 2,
     ) -> None:
         self.docker_host = docker_host
         self.rings = rings
         self.containers = containers
-        self.snapshot = snapshot
+        self.memory_peak = memory_peak  # by container id: the sampler's
         self.limits = limits
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="context")
         self._slots = threading.BoundedSemaphore(workers * 2)
@@ -253,7 +252,7 @@ class ContainerContext:
 
     def _peak(self, container: Container, history: ContainerHistory | None) -> int | None:
         sampled = history.memory_peak_bytes if history else None
-        current = last_memory_peak(self.snapshot(), container.id)
+        current = self.memory_peak(container.id)
         return max(sampled or 0, current or 0) or None
 
     def _described(
