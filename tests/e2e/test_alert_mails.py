@@ -270,7 +270,6 @@ def test_the_mails_say_why_containers_went_down(
     finally:
         box.remove()
 
-    print({key: round(mail.arrived - started, 1) for key, mail in mails.items()})
     text = mails["fatal"].text
     assert re.search(rf"\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z {FATAL_LINE}", text), text
     assert "exit code 1 (generic error)" in text and "die exit code 1" in text, text
