@@ -7,7 +7,7 @@ TARGET ?= http://127.0.0.1:8000
 DURATION ?= 4m
 WORKERS ?= 0
 
-.PHONY: install install-stack test test-cgroupv2 lint bench-exporter bench-socket-proxy bench-probes bench-label-probes bench-relay bench-chaos bench-mail-chart images demo down stress stress-local webapp-image bench-time-to-detect
+.PHONY: install install-stack test test-cgroupv2 lint bench-exporter bench-socket-proxy bench-probes bench-label-probes bench-relay bench-chaos bench-mail-chart bench-mail-context images demo down stress stress-local webapp-image bench-time-to-detect
 
 # Two stamps: the demo needs only `.[stack]`; the tests need `.[dev]` (which includes it).
 $(VENV)/.installed-stack: pyproject.toml
@@ -66,6 +66,10 @@ bench-chaos: install
 # A critical mail with and without its graph, webhook in -> mail in the outbox (p50/p99).
 bench-mail-chart: install
 	$(PY) -m bench.mail_chart --mails 50
+
+# What a container's context adds to a critical mail (p50/p99); the event rings at 1,000 containers.
+bench-mail-context: install
+	$(PY) -m bench.mail_context --mails 40 --containers 1000
 
 # The whole stack on this machine (Docker engine, images, docker-compose); Ctrl-C leaves it up.
 demo: install-stack

@@ -49,6 +49,8 @@ ENVIRONMENT = {
     "CHART_WINDOW": "chart_window",
     "CHART_BUDGET": "chart_budget",
     "CHARTS_PER_DIGEST": "charts_per_digest",
+    "EXPORTER_URL": "exporter_url",
+    "CONTEXTS_PER_DIGEST": "contexts_per_digest",
     "SENDER_EMAIL": "sender_email",
     "RECIPIENT_EMAILS": "recipient_emails",
     "AWS_REGION": "aws_region",
@@ -109,6 +111,10 @@ class RelayConfig(BaseModel):
     chart_window: Duration = 3600.0  # the graph in a mail shows this much history
     chart_budget: Duration = 2.0  # the most the graphs may delay one planning pass's mails
     charts_per_digest: int = Field(default=10, gt=0)  # a larger digest has graphs for these
+    # Where the exporter an alert's `instance` label names answers for its containers (why a
+    # container went down, in the mail; within chart_budget too): `{instance}` is replaced.
+    exporter_url: str = "http://{instance}"
+    contexts_per_digest: int = Field(default=5, gt=0)  # a larger digest has contexts for these
     sender_email: str | None = None
     recipient_emails: list[str] = Field(default_factory=list)
     aws_region: str | None = None
@@ -177,6 +183,13 @@ class RelayConfig(BaseModel):
         if value is not None and not value.is_file():
             raise ValueError(f"no such file: {value}")
         return value
+
+    @field_validator("exporter_url")
+    @classmethod
+    def _exporter_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or "{instance}" not in value:
+            raise ValueError(f"expected an http(s):// URL with {{instance}} in it, got {value!r}")
+        return value.rstrip("/")
 
     @field_validator("grafana_url")
     @classmethod

@@ -33,6 +33,7 @@ from dockpulse_relay.chart import (
     alert_charts,
 )
 from dockpulse_relay.config import RelayConfig
+from dockpulse_relay.container_context import ContainerContext, ContextFetch
 from dockpulse_relay.digest import MailPlan, plan_mails
 from dockpulse_relay.heartbeat import heartbeat_mail, is_stale
 from dockpulse_relay.message import compose, link_ready, uncomposable
@@ -265,12 +266,28 @@ class Dispatcher:
         deadline: float,
         cancel: threading.Event | None = None,
     ) -> list[NewMail]:
+        # Contexts are fetched alongside the graphs, within the same deadline.
+        fetches = [self._start_contexts(plan, deadline) for plan in plans]
         charts = self._charts(plans, deadline, cancel)
+        contexts = [fetch.collect(deadline, cancel) for fetch in fetches]
         return [
             mail
-            for item, item_charts in zip(plans, charts, strict=True)
-            for mail in self._compose(item, now, item_charts)
+            for item, item_charts, item_contexts in zip(plans, charts, contexts, strict=True)
+            for mail in self._compose(item, now, item_charts, item_contexts)
         ]
+
+    def _start_contexts(self, plan: MailPlan, deadline: float) -> ContextFetch:
+        """Start fetching each firing alert's container context (resolved ones get none)."""
+        alerts = [
+            link_ready(entry.alert) if entry.alert.status == "firing" else None
+            for entry in plan.entries
+        ]
+        return ContextFetch.start(
+            alerts,
+            self.config.exporter_url,
+            self.config.contexts_per_digest,
+            timeout=max(deadline - time.monotonic(), 0.1),
+        )
 
     def _charts(
         self, plans: list[MailPlan], deadline: float, cancel: threading.Event | None = None
@@ -316,7 +333,11 @@ class Dispatcher:
         return found
 
     def _compose(
-        self, plan: MailPlan, now: float, charts: list[Chart | None] | None = None
+        self,
+        plan: MailPlan,
+        now: float,
+        charts: list[Chart | None] | None = None,
+        contexts: list[ContainerContext | None] | None = None,
     ) -> list[NewMail]:
         """The plan's mail; without its graphs and links if those cannot be composed; when
         even that fails, one per alert, so only the alert that breaks composing is
@@ -330,6 +351,7 @@ class Dispatcher:
                 charts=charts,
                 grafana_url=config.grafana_url,
                 chart_window=config.chart_window,
+                contexts=contexts,
             )
             return [_with_priority(mail, plan.priority)]
         except Exception:
@@ -344,7 +366,12 @@ class Dispatcher:
         found = []
         for index, entry in enumerate(plan.entries):
             single = MailPlan(plan.kind, plan.severity, plan.resolved, [entry])
-            found += self._compose(single, now, [charts[index]] if charts else None)
+            found += self._compose(
+                single,
+                now,
+                [charts[index]] if charts else None,
+                [contexts[index]] if contexts else None,
+            )
         return found
 
     def check_heartbeat(self, now: float) -> None:

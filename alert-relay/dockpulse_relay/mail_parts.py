@@ -55,9 +55,12 @@ def _runbook(alert: Alert) -> str:
     return notes.get("runbook", "") or notes.get("runbook_url", "")
 
 
-def what_to_do_text(alert: Alert, links: AlertLinks, chart: ChartImage | None) -> str:
-    """The plain-text section: complete without the HTML part or the image."""
-    lines = ["What to do:"]
+def what_to_do_text(
+    alert: Alert, links: AlertLinks, chart: ChartImage | None, hints: Sequence[str] = ()
+) -> str:
+    """The plain-text section: complete without the HTML part or the image; `hints` (what
+    the container's context says) first."""
+    lines = ["What to do:", *(f"  {hint}" for hint in hints)]
     if _runbook(alert):
         lines.append(f"  {_runbook(alert)}")
     lines += [f"  {label}: {url}" for label, url in _link_lines(links)]
@@ -68,8 +71,16 @@ def what_to_do_text(alert: Alert, links: AlertLinks, chart: ChartImage | None) -
     return "\n".join(lines) + "\n"
 
 
-def what_to_do_html(alert: Alert, links: AlertLinks, chart: ChartImage | None) -> str:
-    """The HTML section: the chart inline (or why not), the runbook, the links as buttons."""
+def what_to_do_html(
+    alert: Alert,
+    links: AlertLinks,
+    chart: ChartImage | None,
+    hints: Sequence[str] = (),
+    after_chart: str = "",
+) -> str:
+    """The HTML section: the chart inline (or why not), `after_chart` (HTML: why the container
+    went down), the hints, the runbook, the links as buttons. The chart comes first so that
+    nothing of varying height above it shifts it off whole pixels."""
     parts = []
     if chart is not None and chart.chart.png is not None:
         parts.append(
@@ -79,7 +90,9 @@ def what_to_do_html(alert: Alert, links: AlertLinks, chart: ChartImage | None) -
         )
     elif chart is not None:
         parts.append(f'<p style="color:#666"><em>{html.escape(chart.chart.reason)}</em></p>')
+    parts.append(after_chart)
     parts.append("<h3 style='margin:12px 0 4px'>What to do</h3>")
+    parts += [f"<p style='margin:4px 0'><strong>{html.escape(hint)}</strong></p>" for hint in hints]
     if _runbook(alert):
         parts.append(f"<p style='margin:4px 0'>{html.escape(_runbook(alert))}</p>")
     buttons = " ".join(

@@ -1,7 +1,8 @@
 """Mails from alerts: multipart text + HTML, a subject that says what broke where.
 
 Alert content comes from labels and annotations anyone with a container may set, so every value
-is cleaned before it reaches the message: header values lose CR/LF and every other control
+is cleaned (dockpulse/text.py, the rules the exporter applies to log lines too) before it
+reaches the message: header values lose CR/LF and every other control
 character (no header injection, no folding tricks) and are bounded in length; body text keeps
 line breaks but no other control characters; HTML is escaped; lone surrogates (valid JSON,
 not encodable) become U+FFFD.
@@ -14,7 +15,6 @@ Prometheus graph and Grafana dashboard links. Resolved alerts keep the plain fac
 from __future__ import annotations
 
 import html
-import re
 import time
 import unicodedata
 import uuid
@@ -26,10 +26,13 @@ from email.policy import SMTP
 from email.utils import formatdate
 from urllib.parse import urlsplit
 
+from dockpulse.text import body_text, no_surrogates, one_line
 from dockpulse_relay.alerts import Alert
 from dockpulse_relay.chart import DEFAULT_WINDOW_SECONDS, Chart
+from dockpulse_relay.container_context import ContainerContext
 from dockpulse_relay.digest import Entry, MailPlan, event_time_text
 from dockpulse_relay.links import AlertLinks, alert_links
+from dockpulse_relay.mail_context import context_html, context_text, hints
 from dockpulse_relay.mail_parts import ChartImage, embed_charts, what_to_do_html, what_to_do_text
 from dockpulse_relay.store import NewMail
 
@@ -37,34 +40,16 @@ SUBJECT_LIMIT = 180
 # RFC 5322's line limit: a subject of up to SUBJECT_LIMIT characters stays on one line.
 WIRE_POLICY = SMTP.clone(max_line_length=998)
 VALUE_LIMIT = 4000  # one fact in the body (a description, a runbook)
-_SPACES = re.compile(r"\s+")
-# Characters that end a line somewhere (Unicode line/paragraph separators, NEL, FF, VT, ...).
-_LINE_BREAKS = {"\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"}
-
-
-def _clean_char(char: str, keep_newlines: bool) -> str:
-    if char == "\n" and keep_newlines:
-        return char
-    category = unicodedata.category(char)
-    if category == "Cs":  # a lone surrogate: valid in JSON, not encodable
-        return "\ufffd"
-    if char in _LINE_BREAKS or char == "\t" or category in ("Cc", "Zl", "Zp"):
-        return " "
-    return char
 
 
 def header_value(text: str, limit: int = SUBJECT_LIMIT) -> str:
     """One line, printable, at most `limit` characters: safe in any header."""
-    cleaned = "".join(_clean_char(char, keep_newlines=False) for char in text)
-    cleaned = _SPACES.sub(" ", cleaned).strip()
-    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+    return one_line(text, limit)
 
 
 def body_value(text: str, limit: int = VALUE_LIMIT) -> str:
     """Body text: line breaks kept (CRLF -> LF), other control characters replaced, bounded."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    cleaned = "".join(_clean_char(char, keep_newlines=True) for char in text)
-    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+    return body_text(text, limit)
 
 
 def subject(plan: MailPlan) -> str:
@@ -134,11 +119,6 @@ def _times(count: int) -> str:
     return "once" if count == 1 else f"{count} times"
 
 
-def no_surrogates(text: str) -> str:
-    """Lone surrogates (valid JSON, not encodable) become U+FFFD, as Alertmanager has them."""
-    return "".join("\ufffd" if unicodedata.category(char) == "Cs" else char for char in text)
-
-
 def link_ready(alert: Alert) -> Alert:
     """The alert with every value encodable (labels as Alertmanager keeps them) and annotations
     cleaned for the body, ready for links and the "what to do" section."""
@@ -180,6 +160,7 @@ class Section:
     entry: Entry
     links: AlertLinks | None = None  # firing alerts: what to do
     chart: ChartImage | None = None
+    context: ContainerContext | None = None  # why the container went down (the exporter's)
 
     @property
     def actionable(self) -> bool:
@@ -193,8 +174,10 @@ def sections(
     charts: Sequence[Chart | None] | None = None,
     grafana_url: str | None = None,
     chart_window: float = DEFAULT_WINDOW_SECONDS,
+    contexts: Sequence[ContainerContext | None] | None = None,
 ) -> list[Section]:
-    """A section per entry; firing ones get links and their chart (`charts[i]`, if given)."""
+    """A section per entry; firing ones get links, their chart (`charts[i]`, if given) and
+    their container's context (`contexts[i]`)."""
     found = []
     for index, entry in enumerate(plan.entries):
         if entry.alert.status != "firing":
@@ -203,7 +186,9 @@ def sections(
         alert = link_ready(entry.alert)
         links = links_of(alert, prometheus_url, grafana_url, chart_window, now)
         chart = charts[index] if charts is not None and index < len(charts) else None
-        found.append(Section(entry, links, ChartImage.of(chart) if chart is not None else None))
+        context = contexts[index] if contexts is not None and index < len(contexts) else None
+        image = ChartImage.of(chart) if chart is not None else None
+        found.append(Section(entry, links, image, context))
     return found
 
 
@@ -235,9 +220,12 @@ def _text(title: str, parts: list[Section], prometheus_url: str) -> str:
     lines = [title, "=" * min(len(title), 78), ""]
     for section in parts:
         lines += [f"{name + ':':<13}{text}" for name, text in _facts(section, prometheus_url)]
+        if section.context is not None:
+            lines += ["", *context_text(section.context).splitlines()]
         if section.links is not None:
             alert = link_ready(section.entry.alert)
-            lines += ["", *what_to_do_text(alert, section.links, section.chart).splitlines()]
+            to_do = what_to_do_text(alert, section.links, section.chart, hints(section.context))
+            lines += ["", *to_do.splitlines()]
         lines.append("")
     lines.append("-- dockpulse-relay")
     return "\n".join(lines) + "\n"
@@ -255,9 +243,13 @@ def _html(title: str, parts: list[Section], prometheus_url: str) -> str:
                 value = f"<strong>{value}</strong>"
             rows.append(f"<tr><th align='left'>{name}</th><td>{value}</td></tr>")
         block = f"<table cellpadding='3'>{''.join(rows)}</table>"
+        why = context_html(section.context) if section.context is not None else ""
         if section.links is not None:
             alert = link_ready(section.entry.alert)
-            block += what_to_do_html(alert, section.links, section.chart)
+            hinted = hints(section.context)
+            block += what_to_do_html(alert, section.links, section.chart, hinted, why)
+        else:
+            block += why
         blocks.append(block + "<hr>")
     return (
         "<html><body style='font-family:sans-serif'>"
@@ -307,17 +299,19 @@ def compose(
     grafana_url: str | None = None,
     chart_window: float = DEFAULT_WINDOW_SECONDS,
     actionable: bool = True,
+    contexts: Sequence[ContainerContext | None] | None = None,
 ) -> NewMail:
     """The mail for a plan, ready to store and send byte for byte.
 
     Firing alerts get a "what to do" section (runbook, silence, graph and dashboard links) and
-    their chart, `charts[i]` for `plan.entries[i]` (None: no chart section). `actionable=False`
+    their chart, `charts[i]` for `plan.entries[i]` (None: no chart section), and why their
+    container went down, `contexts[i]` (None: no such section). `actionable=False`
     leaves all that out: the plain mail, for when the extras cannot be composed.
     """
     title = subject(plan)
     entries = plan.entries
     if actionable:
-        parts = sections(plan, prometheus_url, now, charts, grafana_url, chart_window)
+        parts = sections(plan, prometheus_url, now, charts, grafana_url, chart_window, contexts)
     else:
         parts = [Section(entry) for entry in entries]
     token, message = build_message(

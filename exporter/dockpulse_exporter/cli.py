@@ -7,6 +7,7 @@ import logging
 import resource
 import sys
 import threading
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
@@ -16,12 +17,15 @@ from dockpulse.settings import ConfigError, exit_with_config_error, split_listen
 from dockpulse_exporter.cgroups import CgroupReader, read_machine
 from dockpulse_exporter.collector import ContainerMetrics, ExporterCollector
 from dockpulse_exporter.config import DEFAULT_LISTEN_ADDRESS, ExporterConfig, load_config
+from dockpulse_exporter.context import ContainerContext, ContextLimits
 from dockpulse_exporter.docker_watch import DockerWatcher
+from dockpulse_exporter.events import EventRings
 from dockpulse_exporter.exposition import Exposition
 from dockpulse_exporter.gc_pauses import LongLivedObjects
 from dockpulse_exporter.http import make_server
 from dockpulse_exporter.label_probes import LabelProbes
 from dockpulse_exporter.machine import FilesystemSampler
+from dockpulse_exporter.model import Container
 from dockpulse_exporter.probes import ProbeRunner
 from dockpulse_exporter.sampler import Sampler
 
@@ -51,8 +55,13 @@ class Exporter:
         self.config = config
         self._stopped = threading.Event()
         self.host, self.port = split_listen_address(config.listen_address)
+        context = config.container_context
+        self.events = EventRings(context.events_per_container, context.removed_kept_for)
         self.watcher = DockerWatcher(
-            config.docker_host, config.resync_interval, on_change=self._on_docker_change
+            config.docker_host,
+            config.resync_interval,
+            on_change=self._on_docker_change,
+            on_event=self._on_container_event,
         )
         self.probes = ProbeRunner(config.probes, workers=config.probe_workers)
         self.label_probes = LabelProbes() if config.label_probes else None
@@ -93,17 +102,38 @@ class Exporter:
             filesystem=self.filesystem,
             proc_root=config.proc_root,
         )
+        self.context = ContainerContext(
+            config.docker_host,
+            self.events,
+            self.watcher.containers,
+            lambda container_id: self.sampler.memory_peak(container_id),
+            ContextLimits(
+                context.log_lines,
+                context.line_chars,
+                context.total_chars,
+                context.timeout,
+                config.mail_logs,
+            ),
+        )
         self.server = make_server(
             self.host,
             self.port,
             self.exposition,
             config.http_read_timeout,
             config.http_max_connections,
+            container_context=self.context.answer,
         )
 
     def _on_refresh(self) -> None:
         self.exposition.update_containers()
         self.long_lived.settle()
+
+    def _on_container_event(self, event: dict[str, Any], container: Container | None) -> None:
+        """Into the container's ring; a die or an OOM keeps the last memory peak sampled."""
+        peak = None
+        if container is not None and event.get("Action") in ("die", "oom"):
+            peak = self.sampler.memory_peak(container.id)
+        self.events.record(event, container, peak)
 
     def _on_docker_change(self) -> None:
         self.sampler.request_refresh()

@@ -36,6 +36,7 @@ ENVIRONMENT = {
     "EXPORTER_HTTP_MAX_CONNECTIONS": "http_max_connections",
     "EXPORTER_PROBE_WORKERS": "probe_workers",
     "EXPORTER_LABEL_PROBES": "label_probes",
+    "EXPORTER_MAIL_LOGS": "mail_logs",
 }
 COMPOSE_LABELS = "com.docker.compose.*"
 
@@ -116,6 +117,19 @@ class Probe(BaseModel):
         return self
 
 
+class ContainerContextSettings(BaseModel):
+    """What `/api/v1/containers/<name>/context` (the alert mail's "why") may send and wait."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    log_lines: int = Field(default=20, ge=1, le=500)  # the last lines of the container's log
+    line_chars: int = Field(default=500, ge=80, le=16384)  # a longer line is cut
+    total_chars: int = Field(default=8000, ge=1000, le=1_000_000)  # the oldest lines go first
+    timeout: Duration = 3.0  # one request's Docker calls (inspect, logs), all together
+    events_per_container: int = Field(default=20, ge=1, le=1000)  # the recent-events ring
+    removed_kept_for: Duration = 600.0  # a removed container's events (the mail says removed)
+
+
 class ExporterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -136,6 +150,10 @@ class ExporterConfig(BaseModel):
     probe_workers: int = Field(default=16, ge=1, le=1024)
     http_read_timeout: Duration = 10.0  # a connection must send its request within this
     http_max_connections: int = Field(default=32, ge=1)  # served at once; more are closed
+    # Log lines in the container context served for alert mails; false: none for any container
+    # (health output, exit cause and events stay). Per container: dockpulse.mail_logs=false.
+    mail_logs: bool = True
+    container_context: ContainerContextSettings = Field(default_factory=ContainerContextSettings)
 
     @model_validator(mode="after")
     def _unique_probe_names(self) -> ExporterConfig:

@@ -67,6 +67,7 @@ def container_from_inspect(data: dict[str, Any]) -> Container:
         cpu_period_us=period if quota > 0 else 0,
         memory_reservation_bytes=int(host.get("MemoryReservation") or 0),
         address=_address(data.get("NetworkSettings") or {}),
+        image_id=str(data.get("Image") or ""),
     )
 
 
@@ -80,8 +81,12 @@ def _address(network: dict[str, Any]) -> str:
     return ""
 
 
+ContainerEventHook = Callable[[dict[str, Any], Container | None], None]
+
+
 class DockerWatcher:
-    """Holds the current containers by id; `on_change` is called after every update."""
+    """Holds the current containers by id; `on_change` is called after every update and
+    `on_event` (if any) with each container event and the container's fresh inspect."""
 
     def __init__(
         self,
@@ -89,11 +94,13 @@ class DockerWatcher:
         resync_interval: float,
         on_change: Callable[[], None],
         api_timeout: float = 10.0,
+        on_event: ContainerEventHook | None = None,
     ) -> None:
         self.docker_host = docker_host
         self.resync_interval = resync_interval
         self.on_change = on_change
         self.api_timeout = api_timeout
+        self.on_event = on_event
         self._containers: dict[str, Container] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -193,4 +200,9 @@ class DockerWatcher:
             else:
                 fresh[container_id] = container
             self._containers = fresh
+        if self.on_event is not None:
+            try:
+                self.on_event(event, container)
+            except Exception:  # the history is never worth the container list
+                log.exception("recording a %s event failed", action)
         self.on_change()

@@ -6,6 +6,11 @@ arrive within `read_timeout`, and at most `max_connections` are served at once.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote
+
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from dockpulse.http_server import BoundedHTTPServer, DeadlineHandler
@@ -13,6 +18,9 @@ from dockpulse_exporter.exposition import Exposition
 
 LANDING_PAGE = b"""<html><head><title>dockpulse exporter</title></head><body>
 <h1>dockpulse exporter</h1><p><a href="/metrics">Metrics</a></p></body></html>"""
+# GET /api/v1/containers/<name or id>/context: why a container went down, for the alert mail.
+CONTEXT_PREFIX, CONTEXT_SUFFIX = "/api/v1/containers/", "/context"
+ContainerContextRoute = Callable[[str], tuple[int, dict[str, Any]]]
 
 
 def make_server(
@@ -21,7 +29,11 @@ def make_server(
     exposition: Exposition,
     read_timeout: float = 10.0,
     max_connections: int = 32,
+    container_context: ContainerContextRoute | None = None,
 ) -> BoundedHTTPServer:
+    """`container_context(ref)` -> (status, JSON body) answers the context route (context.py);
+    it runs in the request's own thread, never in the scrape's path."""
+
     class Handler(DeadlineHandler):
         def do_GET(self) -> None:
             self.request_read()
@@ -32,6 +44,14 @@ def make_server(
                 self._reply(200, chunks, CONTENT_TYPE_LATEST, "gzip" if gzipped else None)
             elif path in ("/-/healthy", "/healthz"):
                 self._reply(200, [b"OK\n"], "text/plain")
+            elif (
+                container_context is not None
+                and path.startswith(CONTEXT_PREFIX)
+                and path.endswith(CONTEXT_SUFFIX)
+            ):
+                ref = unquote(path[len(CONTEXT_PREFIX) : -len(CONTEXT_SUFFIX)])
+                status, body = container_context(ref)
+                self._reply(status, [json.dumps(body).encode()], "application/json")
             elif path == "/":
                 self._reply(200, [LANDING_PAGE], "text/html")
             else:

@@ -27,6 +27,7 @@ class Container:
     cpu_period_us: int
     memory_reservation_bytes: int = 0  # 0 when none
     address: str = ""  # its IP on a Docker network (inspect's NetworkSettings), "" when none
+    image_id: str = ""  # sha256:... of the image it was created from
 
     @property
     def running(self) -> bool:

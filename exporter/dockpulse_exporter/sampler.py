@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,17 @@ from dockpulse_exporter.stats_api import StatsApiReader
 log = logging.getLogger(__name__)
 
 EVENT_SETTLE_SECONDS = 0.5
+STOPPED_PEAKS = 2000  # stopped containers whose last memory peak is remembered
+
+
+def last_memory_peak(snapshot: Snapshot, container_id: str) -> int | None:
+    """The highest memory use the last refresh saw for a container (the kernel's peak where
+    it keeps one), None when it was not sampled running."""
+    for sample in snapshot.samples:
+        if sample.container.id == container_id and sample.usage is not None:
+            usage = sample.usage
+            return usage.memory_max_usage_bytes or usage.memory_usage_bytes or None
+    return None
 
 
 class Sampler:
@@ -46,6 +58,7 @@ class Sampler:
         self._known_ids: set[str] = set()
         self._running_ids: set[str] = set()
         self._fallback_logged: set[str] = set()
+        self._stopped_peaks: OrderedDict[str, int] = OrderedDict()
 
     def request_refresh(self) -> None:
         """Ask for a refresh now (called on Docker events)."""
@@ -99,12 +112,35 @@ class Sampler:
         """Close the files of stopped containers at once, and forget removed ones."""
         current_ids = {c.id for c in containers}
         running_ids = {c.id for c in running}
-        for stopped in self._running_ids - running_ids:
+        stopped_ids = self._running_ids - running_ids
+        if stopped_ids:
+            self._remember_peaks(stopped_ids)
+        for stopped in stopped_ids:
             self.cgroups.release(stopped)
         for gone in self._known_ids - current_ids:
             self.cgroups.forget(gone)
             self._fallback_logged.discard(gone)
         self._known_ids, self._running_ids = current_ids, running_ids
+
+    def _remember_peaks(self, stopped_ids: set[str]) -> None:
+        """The last memory peak sampled of containers that just stopped (the previous
+        snapshot's), for the alert mail's "why"; the newest STOPPED_PEAKS kept."""
+        samples = {sample.container.id: sample for sample in self.snapshot.samples}
+        for container_id in stopped_ids:
+            sample = samples.get(container_id)
+            peak = last_memory_peak(Snapshot((sample,)), container_id) if sample else None
+            if peak:
+                self._stopped_peaks[container_id] = peak
+                self._stopped_peaks.move_to_end(container_id)
+        while len(self._stopped_peaks) > STOPPED_PEAKS:
+            self._stopped_peaks.popitem(last=False)
+
+    def memory_peak(self, container_id: str) -> int | None:
+        """The highest memory use sampled for a container: now if it runs, else the last
+        before it stopped; None when never sampled running."""
+        return last_memory_peak(self.snapshot, container_id) or self._stopped_peaks.get(
+            container_id
+        )
 
     def _machine(self, filesystem: FilesystemState) -> MachineSample | None:
         if self.proc_root is None:

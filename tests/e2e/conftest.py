@@ -5,7 +5,8 @@ throwaway PostgreSQL; `dockpulse-exporter` watches it and probes its /health; th
 Prometheus, Alertmanager and relay (outbox backend) run as local processes. Every config is the
 repository's file with ports and paths changed and, for the test only, shorter timings: 1 s
 scrapes and evaluations, ContainerHighCpu `for` 5 s (2 min shipped), ProbeFailed `for` 2 s
-(10 s), ContainerMemoryExhaustionPredicted `for` 1 s (15 min), Alertmanager group waits and
+(10 s), ContainerMemoryExhaustionPredicted `for` 1 s (15 min), ContainerUnhealthy `for` 1 s
+(30 s), Alertmanager group waits and
 intervals of at most 1 s, the relay's test timings, and a CPU threshold of 10 % on the webapp
 (Docker label), so its 1-minute average crosses it sooner. Every container named
 `<prefix>-...` is watched (`MonitoredStack.prefix`).
@@ -41,6 +42,7 @@ TEST_ALERT_FOR = {
     "ContainerHighCpu": "5s",
     "ProbeFailed": "2s",
     "ContainerMemoryExhaustionPredicted": "1s",
+    "ContainerUnhealthy": "1s",
 }
 TEST_CPU_THRESHOLD_PERCENT = 10
 TEST_PROBE = {"interval": "1s", "timeout": "1s"}
@@ -74,7 +76,12 @@ def stack(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         local = cleanup.enter_context(LocalStack(work_dir))
         probe_url = f"{webapp.url}/health"
         exporter = local.exporter(
-            exporter_config(probe_url, refresh_interval="500ms", probe=TEST_PROBE)
+            exporter_config(
+                probe_url,
+                refresh_interval="500ms",
+                probe=TEST_PROBE,
+                container_context={"timeout": "10s"},  # a loaded machine's Docker is slow
+            )
         )
         # Prometheus first, so the relay draws its mails' graphs from it.
         alertmanager_port = free_port()
@@ -84,8 +91,11 @@ def stack(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         )
         prometheus = local.prometheus(config)
         relay = local.relay(
-            **TEST_RELAY_TIMINGS, PROMETHEUS_URL=prometheus.url, CHART_BUDGET="15s"
-        )  # a loaded machine must not cost a test its graph
+            **TEST_RELAY_TIMINGS,
+            PROMETHEUS_URL=prometheus.url,
+            CHART_BUDGET="15s",  # a loaded machine must not cost a test its graph
+            CHART_WINDOW="3m",  # a new stack has minutes of history (docs/mail-example.png)
+        )
         alertmanager_url = f"http://127.0.0.1:{alertmanager_port}"
         local.alertmanager(
             relay.url,

@@ -60,17 +60,25 @@ def html_with_inline_images(message: EmailMessage) -> str:
 
 
 def find_image(screenshot: Image.Image, picture: Image.Image) -> tuple[int, int] | None:
-    """Where `picture` appears pixel for pixel in `screenshot` (by its middle row), or None."""
+    """Where `picture` appears pixel for pixel in `screenshot` (found by its middle row, then
+    compared whole: a flat graph's middle row may also match one of its grid lines), or where
+    its middle row first appears, or None."""
     row = picture.height // 2
     needle = picture.crop((0, row, picture.width, row + 1)).tobytes()
+    whole = picture.tobytes()
+    first = None
     for y in range(screenshot.height):
         line = screenshot.crop((0, y, screenshot.width, y + 1)).tobytes()
         x = line.find(needle)
-        while x != -1 and x % 3:
+        while x != -1:
+            if x % 3 == 0:
+                left, top = x // 3, y - row
+                first = first or (left, top)
+                box = (left, top, left + picture.width, top + picture.height)
+                if top >= 0 and screenshot.crop(box).tobytes() == whole:
+                    return left, top
             x = line.find(needle, x + 1)
-        if x != -1:
-            return x // 3, y - row
-    return None
+    return first
 
 
 def colour_pixels(image: Image.Image, colour: tuple[int, int, int], tolerance: int = 40) -> int:
