@@ -3,6 +3,8 @@ mail when it ends, and the last mail always tells the current state.
 
 Alertmanager's behaviour is replayed by posting what it posts: a new `startsAt` for each new
 firing, the same one for its repeats and for the resolved notification of that firing.
+One relay-process test per rule (cooldown, flapping summary); the other cases of these rules run
+on the pure planner with a fake clock, in milliseconds (test_plan_rules.py).
 """
 
 from __future__ import annotations
@@ -87,32 +89,3 @@ def test_a_flapping_container_costs_one_mail_per_cooldown_and_the_last_tells_the
     samples = relay.metrics()
     assert value(samples, "dockpulse_relay_queue_depth", queue="held_alerts") == 0
     assert value(samples, "dockpulse_relay_queue_depth", queue="buffered_alerts") == 0
-
-
-def test_flapping_that_ends_resolved_is_mailed_as_resolved(start_relay) -> None:
-    relay = start_relay(ALERT_COOLDOWN=f"{COOLDOWN}s", CHECK_INTERVAL=f"{CHECK_INTERVAL}s")
-    relay.post(down(0))
-    wait_until(lambda: len(relay.mails()) == 1)
-    relay.post(down(1))  # re-fired (its resolution was never seen), then recovered, all held
-    relay.post(up(1))
-    mails = wait_until(lambda: len(relay.mails()) == 2 and relay.mails(), timeout=COOLDOWN + 15)
-    assert mails[1]["Subject"].startswith("[FLAPPING up now] [RESOLVED] [CRITICAL]")
-    assert "went down once in 60 s, up now (resolved); came back once" in text_of(mails[1])
-
-
-def test_with_resolved_mails_off_a_held_outage_is_still_mailed(start_relay) -> None:
-    relay = start_relay(
-        ALERT_COOLDOWN=f"{COOLDOWN}s", CHECK_INTERVAL=f"{CHECK_INTERVAL}s", SEND_RESOLVED="false"
-    )
-    relay.post(down(0))
-    wait_until(lambda: len(relay.mails()) == 1)
-    relay.post(up(0))  # not mailed: resolved mails are off
-    wait_until(
-        lambda: value(
-            relay.metrics(), "dockpulse_relay_alerts_suppressed_total", reason="resolved_disabled"
-        )
-    )
-    relay.post(down(2))  # an outage nobody has heard of yet...
-    relay.post(up(2))  # ...over before the cooldown ends
-    mails = wait_until(lambda: len(relay.mails()) == 2 and relay.mails(), timeout=COOLDOWN + 15)
-    assert "went down once in 60 s, up now (resolved); came back once" in text_of(mails[1])
