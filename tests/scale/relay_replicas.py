@@ -30,8 +30,9 @@ from typing import NamedTuple
 import psycopg2
 import requests
 
+from testkit.certificates import self_signed
 from tests.helpers import free_port, wait_until
-from tests.relay.smtp_support import Mailbox, make_certificate, smtp_env, smtp_server
+from tests.relay.smtp_support import Mailbox, smtp_env, smtp_server
 from tests.scale.switchboard import alertmanager_cluster
 from tests.support.local_stack import TEST_RELAY_TIMINGS, LocalStack, Relay, Service
 from tests.support.mail import mail_text
@@ -174,7 +175,7 @@ def paced_smtp(
     """The aiosmtpd sink (STARTTLS, login) taking `delay` seconds a mail, and the relay's
     settings to mail to it."""
     mailbox = PacedMailbox(delay)
-    certificate = make_certificate(work_dir)
+    certificate = self_signed(work_dir)
     controller = smtp_server(mailbox, certificate)
     try:
         yield mailbox, smtp_env(controller, certificate[0])
