@@ -173,10 +173,6 @@ def start_relay(tmp_path: Path, relay_store: Callable[[Path], str]) -> Iterator:
         relay.stop()
 
 
-def text_of(mail: EmailMessage) -> str:
-    return mail.get_body(preferencelist=("plain",)).get_content()
-
-
 @pytest.fixture(scope="session")
 def certificate(tmp_path_factory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 (cert, key), which the relay is told to trust."""

@@ -12,9 +12,8 @@ from __future__ import annotations
 import time
 
 from tests.helpers import value, wait_until
-from tests.relay.conftest import text_of
 from tests.relay.payloads import alert, notification
-from tests.support.mail import read_outbox
+from tests.support.mail import read_outbox, text_of
 
 COOLDOWN = 4.0
 CHECK_INTERVAL = 0.2
