@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from math import copysign
-from typing import Generic, TypeVar
+from typing import Generic, TypedDict, TypeVar, Unpack
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
@@ -135,28 +135,21 @@ class FamilySpec(Generic[Source]):
         return [(labels, extra, value) for extra, value in self.series(source)]
 
 
-def counter(
-    name: str,
-    doc: str,
-    *,
-    value: Callable[[Source], float | None] | None = None,
-    series: Callable[[Source], Series] | None = None,
-    extra: tuple[str, ...] = (),
-    per_refresh: bool = False,
-) -> FamilySpec[Source]:
-    return FamilySpec(name, "counter", doc, value, series, extra, per_refresh)
+class How(TypedDict, Generic[Source], total=False):
+    """Where a FamilySpec's series come from (its fields after name, kind and help)."""
+
+    value: Callable[[Source], float | None]
+    series: Callable[[Source], Series]
+    extra: tuple[str, ...]
+    per_refresh: bool
 
 
-def gauge(
-    name: str,
-    doc: str,
-    *,
-    value: Callable[[Source], float | None] | None = None,
-    series: Callable[[Source], Series] | None = None,
-    extra: tuple[str, ...] = (),
-    per_refresh: bool = False,
-) -> FamilySpec[Source]:
-    return FamilySpec(name, "gauge", doc, value, series, extra, per_refresh)
+def counter(name: str, doc: str, **how: Unpack[How]) -> FamilySpec:
+    return FamilySpec(name, "counter", doc, **how)
+
+
+def gauge(name: str, doc: str, **how: Unpack[How]) -> FamilySpec:
+    return FamilySpec(name, "gauge", doc, **how)
 
 
 class LineCache:

@@ -12,25 +12,11 @@ from __future__ import annotations
 import time
 
 from tests.helpers import value, wait_until
-from tests.relay.payloads import alert, notification
+from tests.relay.payloads import down, up
 from tests.support.mail import read_outbox, text_of
 
 COOLDOWN = 4.0
 CHECK_INTERVAL = 0.2
-
-
-def at(minute: int) -> str:
-    return f"2024-05-01T10:{minute:02d}:00Z"
-
-
-def down(minute: int, **labels: str) -> dict[str, object]:
-    return notification(alert(starts_at=at(minute), **labels))
-
-
-def up(minute: int, **labels: str) -> dict[str, object]:
-    resolved = alert(status="resolved", starts_at=at(minute), **labels)
-    resolved["endsAt"] = at(minute + 1)
-    return notification(resolved)
 
 
 def subjects(relay) -> list[str]:

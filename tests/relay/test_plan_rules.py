@@ -16,7 +16,7 @@ from dockpulse_relay.alerts import parse_notification
 from dockpulse_relay.digest import MailPlan, plan_mails
 from dockpulse_relay.message import history, subject
 from dockpulse_relay.store import BufferedAlert, Cooldown
-from tests.relay.payloads import alert, notification
+from tests.relay.payloads import alert, down, notification, up
 
 COOLDOWN = 4.0
 CHECK_INTERVAL = 0.2
@@ -76,20 +76,6 @@ class Planner:
 
     def subjects(self) -> list[str]:
         return [subject(mail) for _, mail in self.mails]
-
-
-def at(minute: int) -> str:
-    return f"2024-05-01T10:{minute:02d}:00Z"
-
-
-def down(minute: int, **labels: str) -> dict[str, object]:
-    return notification(alert(starts_at=at(minute), **labels))
-
-
-def up(minute: int, **labels: str) -> dict[str, object]:
-    resolved = alert(status="resolved", starts_at=at(minute), **labels)
-    resolved["endsAt"] = at(minute + 1)
-    return notification(resolved)
 
 
 def test_a_second_outage_is_held_until_the_cooldown_ends() -> None:
