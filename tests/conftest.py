@@ -5,9 +5,10 @@ The engine at DOCKER_HOST is used when it answers; otherwise a private dockerd i
 installed first, as root on Debian) and stopped at the end of the session.
 
 Tiers: a test is marked `fast` (`make test-fast`) unless it uses a fixture of SLOW_FIXTURES (or
-one that uses one: pytest's fixture closure), a slow parameter, or is marked `slow` itself. A fast
+one that uses one: pytest's fixture closure), a slow parameter, lives in SLOW_FOLDERS, or is
+marked `slow` itself. A fast
 test runs guarded: starting dockerd, Prometheus, Alertmanager, PostgreSQL, Chromium... or talking
-to Docker or PostgreSQL fails it, naming what to mark, so a test cannot sit in the wrong tier.
+to Docker fails it, naming what to mark, so a test cannot sit in the wrong tier.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg2
 import pytest
 
 from dockpulse_stack.engine import Engine, find_or_start_engine
@@ -36,6 +36,8 @@ SLOW_FIXTURES = frozenset(
     }
 )
 SLOW_PARAMETERS = {"relay_store": {"postgresql"}}
+# Whole folders of real stacks (tests/stack also binds fixed ports: run it under the stack lock).
+SLOW_FOLDERS = ("stack", "scale", "e2e", "hosts")
 # Programs a fast test must not start (basename prefixes).
 SLOW_PROGRAMS = (
     *("dockerd", "containerd", "docker", "prometheus", "alertmanager", "blackbox_exporter"),
@@ -46,6 +48,9 @@ NO_DOCKER = "unix:///nonexistent/the-fast-tier-has-no-docker.sock"
 
 def is_slow(item: pytest.Item) -> bool:
     if item.get_closest_marker("slow") or item.get_closest_marker("guest"):
+        return True
+    folder = item.path.relative_to(Path(__file__).parent).parts[0]
+    if folder in SLOW_FOLDERS:
         return True
     if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
         return True
@@ -83,12 +88,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
             _refuse(f"starts {program}", item)
         popen_init(self, args, *rest, **kw)  # type: ignore[arg-type]
 
-    def no_postgresql(*_: object, **__: object) -> None:
-        _refuse("connects to PostgreSQL", item)
-
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(subprocess.Popen, "__init__", guarded_popen)
-        patch.setattr(psycopg2, "connect", no_postgresql)
         patch.setenv("DOCKER_HOST", NO_DOCKER)
         yield
 
