@@ -6,9 +6,9 @@ installed first, as root on Debian) and stopped at the end of the session.
 
 Tiers: a test is marked `fast` (`make test-fast`) unless it uses a fixture of SLOW_FIXTURES (or
 one that uses one: pytest's fixture closure), a slow parameter, lives in SLOW_FOLDERS, or is
-marked `slow` itself. A fast
-test runs guarded: starting dockerd, Prometheus, Alertmanager, PostgreSQL, Chromium... or talking
-to Docker fails it, naming what to mark, so a test cannot sit in the wrong tier.
+marked `slow` itself. A fast test runs guarded: starting dockerd, Prometheus, Alertmanager,
+PostgreSQL, Chromium... or talking to Docker fails it, naming what to mark, so a test cannot sit
+in the wrong tier.
 """
 
 from __future__ import annotations
