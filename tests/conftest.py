@@ -82,8 +82,13 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     popen_init = subprocess.Popen.__init__
 
     def guarded_popen(self: subprocess.Popen, args: object, *rest: object, **kw: object) -> None:
-        argv = args.split() if isinstance(args, str) else list(args)  # type: ignore[arg-type]
-        program = Path(os.fsdecode(argv[0])).name if argv else ""
+        if isinstance(args, str | bytes):
+            first: object = (args.split() or [""])[0]  # shell=True: the command's first word
+        elif isinstance(args, os.PathLike):
+            first = args
+        else:
+            first = next(iter(args), "")  # type: ignore[call-overload]
+        program = Path(os.fsdecode(first)).name  # type: ignore[arg-type]
         if program.startswith(SLOW_PROGRAMS):
             _refuse(f"starts {program}", item)
         popen_init(self, args, *rest, **kw)  # type: ignore[arg-type]
