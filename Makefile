@@ -7,7 +7,7 @@ TARGET ?= http://127.0.0.1:8000
 DURATION ?= 4m
 WORKERS ?= 0
 
-.PHONY: install install-stack test test-cgroupv2 lint bench-exporter bench-socket-proxy bench-probes bench-label-probes bench-relay bench-chaos bench-mail-chart bench-mail-context images demo down stress stress-local webapp-image bench-time-to-detect
+.PHONY: install install-stack test test-fast test-cgroupv2 lint bench-exporter bench-socket-proxy bench-probes bench-label-probes bench-relay bench-chaos bench-mail-chart bench-mail-context images demo down stress stress-local webapp-image bench-time-to-detect
 
 # Two stamps: the demo needs only `.[stack]`; the tests need `.[dev]` (which includes it).
 $(VENV)/.installed-stack: pyproject.toml
@@ -30,8 +30,14 @@ lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+# Two tiers (tests/conftest.py marks them): `fast` needs no dockerd, Prometheus, Alertmanager,
+# PostgreSQL or Chromium; `make test` runs it first, then the rest, each test once.
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -m 'fast and not guest'
+	$(PY) -m pytest -m 'not fast and not guest'
+
+test-fast: install
+	$(PY) -m pytest -m 'fast and not guest'
 
 # The exporter on a cgroup v2 + systemd Debian guest under qemu (tests/hosts/): builds the
 # image (cached in ~/.cache/dockpulse/guest by its inputs), boots it, asserts its checks.

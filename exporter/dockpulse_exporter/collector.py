@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -21,8 +22,17 @@ from prometheus_client.registry import Collector
 
 from dockpulse.settings import parse_duration
 from dockpulse_exporter.config import LabelFilter
-from dockpulse_exporter.families import Family, LabelSet, Row
-from dockpulse_exporter.model import Container, Filesystem, Snapshot, Usage
+from dockpulse_exporter.families import (
+    NO_EXTRA,
+    Family,
+    FamilySpec,
+    LabelSet,
+    Row,
+    Series,
+    counter,
+    gauge,
+)
+from dockpulse_exporter.model import Container, Filesystem, Sample, Snapshot, Usage
 from dockpulse_exporter.probes import FAILURE_REASONS, ProbeResult
 
 log = logging.getLogger(__name__)
@@ -74,12 +84,11 @@ class LabelSets:
         self._allowed[container.id] = (container, exported)
         return exported
 
-    def build(self, rows: list[tuple[str, str, str, str, dict[str, str]]]) -> list[LabelSet]:
-        """LabelSets for (key, name, id, image, exported labels) rows; every set carries every
-        container_label_* name (empty where absent), as cAdvisor does."""
+    def build(self, rows: list[tuple[str, str, str, str, dict[str, str]]]) -> dict[str, LabelSet]:
+        """LabelSets for (key, name, id, image, exported labels) rows, by key; every set carries
+        every container_label_* name (empty where absent), as cAdvisor does."""
         names = sorted({name for *_, labels in rows for name in labels})
         fresh: dict[str, tuple[tuple[str, ...], LabelSet]] = {}
-        result = []
         for key, name, cgroup_id, image, labels in rows:
             values = (name, cgroup_id, image, *(labels.get(n, "") for n in names))
             cached = self._sets.get(key)
@@ -87,10 +96,160 @@ class LabelSets:
                 items = (("name", name), ("id", cgroup_id), ("image", image))
                 cached = (values, LabelSet(items + tuple(zip(names, values[3:], strict=True))))
             fresh[key] = cached
-            result.append(cached[1])
         self._sets = fresh
         self._allowed = {k: v for k, v in self._allowed.items() if k in fresh}
-        return result
+        return {key: label_set for key, (_, label_set) in fresh.items()}
+
+
+class UsageSource(NamedTuple):
+    """What one cgroup's usage rows are made of (a container's, or the host's root cgroup)."""
+
+    usage: Usage
+    seen_at: float
+    layer_bytes: int | None  # the writable layer's bytes (the host: the filesystem's used)
+    filesystem: Filesystem | None
+    io_current: int
+    is_root: bool
+
+    @property
+    def on_filesystem(self) -> bool:
+        return self.filesystem is not None and self.layer_bytes is not None
+
+
+def _by_device(counts: Callable[[Usage], dict[str, int]]) -> Callable[[UsageSource], Series]:
+    return lambda s: [((device,), value) for device, value in counts(s.usage).items()]
+
+
+def _on_filesystem(value: Callable[[UsageSource], float]) -> Callable[[UsageSource], Series]:
+    """A figure of the filesystem the writable layers live on, by its device."""
+    return lambda s: [((s.filesystem.device,), value(s))] if s.on_filesystem else []
+
+
+def _by_interface(field: str) -> Callable[[UsageSource], Series]:
+    return lambda s: [
+        ((interface,), getattr(counts, field)) for interface, counts in s.usage.network.items()
+    ]
+
+
+# The container state families, from Docker's view of a container.
+STATE_FAMILIES: tuple[FamilySpec[Container], ...] = (
+    gauge("container_up", "1 when the container is running, 0 otherwise.",
+          value=lambda c: 1 if c.running else 0),
+    gauge("container_state", "1 for the container's current state.", extra=("state",),
+          series=lambda c: [((name,), 1 if c.state == name else 0) for name in CONTAINER_STATES]),
+    counter("container_restarts", "Restarts Docker made of the container.",
+            value=lambda c: c.restart_count),
+    gauge("container_exit_code", "Exit code of the container's last run.",
+          value=lambda c: c.exit_code),
+    gauge("container_oom_killed", "1 when the last run ended by the OOM killer.",
+          value=lambda c: 1 if c.oom_killed else 0),
+    gauge("container_health_status", "1 for the HEALTHCHECK status (none: no check).",
+          extra=("status",),
+          series=lambda c: [((s,), 1 if c.health == s else 0) for s in HEALTH_STATUSES]),
+    gauge("container_start_time_seconds", "Start time of the container (unix).",
+          value=lambda c: c.started_at if c.started_at > 0 else None),
+    gauge("container_spec_memory_limit_bytes", "Memory limit of the container, 0 when unlimited.",
+          value=lambda c: c.memory_limit_bytes),
+    gauge("container_spec_memory_reservation_limit_bytes",
+          "Memory reservation (soft limit) of the container, 0 when none.",
+          value=lambda c: c.memory_reservation_bytes),
+    gauge("container_spec_cpu_quota", "CPU quota (CFS) of the container.",
+          value=lambda c: c.cpu_quota_us if c.cpu_quota_us > 0 else None),
+    gauge("container_spec_cpu_period", "CPU period (CFS) of the container.",
+          value=lambda c: c.cpu_period_us if c.cpu_quota_us > 0 else None),
+    gauge("dockpulse_container_expected_running",
+          "1 unless the label dockpulse.expect_running=false says the container may stop.",
+          value=lambda c: 0 if _may_stop(c) else 1),
+    *(
+        gauge(f"dockpulse_container_{kind}_threshold_percent",
+              f"Per-container {kind} alert threshold from the label {label}.",
+              value=lambda c, label=label: _percent(c.labels.get(label)))
+        for kind, label in THRESHOLD_LABELS.items()
+    ),
+    gauge("dockpulse_container_memory_forecast_horizon_seconds",
+          "Per-container horizon of the memory exhaustion forecast from the label "
+          f"{FORECAST_HORIZON_LABEL}.",
+          value=lambda c: _seconds(c.labels.get(FORECAST_HORIZON_LABEL))),
+)  # fmt: skip
+
+# The usage families, from a container's cgroup (or the host's root cgroup).
+USAGE_FAMILIES: tuple[FamilySpec[UsageSource], ...] = (
+    counter("container_cpu_usage_seconds", "Total CPU time consumed.", extra=("cpu",),
+            series=lambda s: [(("total",), s.usage.cpu_usage_seconds)]),
+    counter("container_cpu_user_seconds", "User CPU time.",
+            value=lambda s: s.usage.cpu_user_seconds),
+    counter("container_cpu_system_seconds", "System CPU time.",
+            value=lambda s: s.usage.cpu_system_seconds),
+    counter("container_cpu_cfs_periods", "Elapsed CFS periods.",
+            value=lambda s: None if s.is_root else s.usage.cfs_periods),
+    counter("container_cpu_cfs_throttled_periods", "Throttled CFS periods.",
+            value=lambda s: None if s.is_root else s.usage.cfs_throttled_periods),
+    counter("container_cpu_cfs_throttled_seconds", "Time the container was throttled.",
+            value=lambda s: None if s.is_root else s.usage.cfs_throttled_seconds),
+    gauge("container_memory_usage_bytes", "Memory usage incl. cache.",
+          value=lambda s: s.usage.memory_usage_bytes),
+    gauge("container_memory_working_set_bytes", "Memory usage minus inactive file cache.",
+          value=lambda s: s.usage.memory_working_set_bytes),
+    gauge("container_memory_rss", "Anonymous memory (RSS).",
+          value=lambda s: s.usage.memory_rss_bytes),
+    gauge("container_memory_cache", "Page cache memory.",
+          value=lambda s: s.usage.memory_cache_bytes),
+    gauge("container_memory_swap", "Swap used.",
+          value=lambda s: s.usage.memory_swap_bytes),
+    gauge("container_memory_max_usage_bytes", "Peak memory usage.",
+          value=lambda s: s.usage.memory_max_usage_bytes),
+    gauge("container_last_seen", "Last time the container was seen (unix).",
+          value=lambda s: s.seen_at, per_refresh=True),
+    counter("container_fs_reads_bytes", "Bytes read from block devices.", extra=("device",),
+            series=_by_device(lambda u: u.io_read_bytes)),
+    counter("container_fs_writes_bytes", "Bytes written to block devices.", extra=("device",),
+            series=_by_device(lambda u: u.io_write_bytes)),
+    counter("container_fs_reads", "Completed reads from block devices.", extra=("device",),
+            series=_by_device(lambda u: u.io_reads)),
+    counter("container_fs_writes", "Completed writes to block devices.", extra=("device",),
+            series=_by_device(lambda u: u.io_writes)),
+    gauge("container_fs_usage_bytes",
+          "Bytes used by the container's writable layer on the filesystem (host: in all).",
+          extra=("device",), series=_on_filesystem(lambda s: s.layer_bytes)),
+    gauge("container_fs_limit_bytes", "Bytes the container's filesystem can hold.",
+          extra=("device",), series=_on_filesystem(lambda s: s.filesystem.capacity_bytes)),
+    gauge("container_fs_inodes_free", "Free inodes.",
+          extra=("device",), series=_on_filesystem(lambda s: s.filesystem.inodes_free)),
+    gauge("container_fs_inodes_total", "Inodes.",
+          extra=("device",), series=_on_filesystem(lambda s: s.filesystem.inodes_total)),
+    gauge("container_fs_io_current", "I/Os in progress on the filesystem's device.",
+          extra=("device",), series=_on_filesystem(lambda s: s.io_current)),
+    *(
+        counter(f"container_network_{direction}_{metric}",
+                f"Network {direction} {metric.replace('_', ' ')}.", extra=("interface",),
+                series=_by_interface(f"{direction}_{attribute}"))
+        for direction, attribute, metric in NETWORK_FIELDS
+    ),
+    counter("container_oom_events",
+            "OOM kills in the container's cgroup since it started, a child process's included "
+            "(memory.events on cgroup v2, memory.oom_control on v1).",
+            value=lambda s: None if s.is_root else s.usage.oom_events),
+)  # fmt: skip
+
+# Families whose rows are made anew at every refresh, by their place in USAGE_FAMILIES.
+_PER_REFRESH = tuple((i, spec) for i, spec in enumerate(USAGE_FAMILIES) if spec.per_refresh)
+
+
+def _cached_rows(
+    specs: tuple[FamilySpec, ...], labels: LabelSet, source: object
+) -> list[list[Row]]:
+    """A source's rows of each family in `specs`, in their order; per-refresh ones left empty."""
+    rows: list[list[Row]] = []
+    append = rows.append
+    for spec in specs:  # FamilySpec.rows inlined: this runs for every changed container
+        if spec.per_refresh:
+            append([])
+        elif spec.value is not None:
+            value = spec.value(source)
+            append([] if value is None else [(labels, NO_EXTRA, value)])
+        else:
+            append([(labels, extra, value) for extra, value in spec.series(source)])
+    return rows
 
 
 class ContainerMetrics:
@@ -103,6 +262,7 @@ class ContainerMetrics:
 
     def families(self, snapshot: Snapshot) -> list[Family]:
         samples = snapshot.samples
+        machine = snapshot.machine
         rows = [
             (
                 s.container.id,
@@ -113,81 +273,45 @@ class ContainerMetrics:
             )
             for s in samples
         ]
-        if snapshot.machine is not None:
+        if machine is not None:
             rows.append((ROOT_ID, "", ROOT_ID, "", {}))
         label_sets = self.label_sets.build(rows)
-        families = self._state(samples, label_sets)
-        usage_rows: list[tuple[LabelSet, Usage, float, int | None, bool]] = [
-            (labels, s.usage, s.seen_at, s.writable_layer_bytes, False)
-            for s, labels in zip(samples, label_sets, strict=False)
-            if s.usage is not None
-        ]
-        machine = snapshot.machine
+        labelled = [(s, label_sets[s.container.id]) for s in samples]
         filesystem = machine.filesystem if machine is not None else None
         io_current = machine.io_current if machine is not None else 0
-        if machine is not None:
-            usage_rows.append(
-                (
-                    label_sets[-1],
-                    machine.usage,
-                    snapshot.taken_at,
-                    machine.filesystem_used_bytes,
-                    True,
-                )
+        sources = [
+            (
+                labels,
+                UsageSource(
+                    s.usage, s.seen_at, s.writable_layer_bytes, filesystem, io_current, False
+                ),
             )
-        families += self._usage(usage_rows, filesystem, io_current)
-        return families
-
-    def _state(self, samples: tuple, label_sets: list[LabelSet]) -> list[Family]:
-        def gauge(name: str, doc: str, *extra: str) -> Family:
-            return Family(name, "gauge", doc, extra)
-
-        up = gauge("container_up", "1 when the container is running, 0 otherwise.")
-        state = gauge("container_state", "1 for the container's current state.", "state")
-        restarts = Family("container_restarts", "counter", "Restarts Docker made of the container.")
-        exit_code = gauge("container_exit_code", "Exit code of the container's last run.")
-        oom = gauge("container_oom_killed", "1 when the last run ended by the OOM killer.")
-        health = gauge(
-            "container_health_status", "1 for the HEALTHCHECK status (none: no check).", "status"
-        )
-        start = gauge("container_start_time_seconds", "Start time of the container (unix).")
-        memory_limit = gauge(
-            "container_spec_memory_limit_bytes", "Memory limit of the container, 0 when unlimited."
-        )
-        reservation = gauge(
-            "container_spec_memory_reservation_limit_bytes",
-            "Memory reservation (soft limit) of the container, 0 when none.",
-        )
-        cpu_quota = gauge("container_spec_cpu_quota", "CPU quota (CFS) of the container.")
-        cpu_period = gauge("container_spec_cpu_period", "CPU period (CFS) of the container.")
-        expected = gauge(
-            "dockpulse_container_expected_running",
-            "1 unless the label dockpulse.expect_running=false says the container may stop.",
-        )
-        thresholds = {
-            kind: gauge(
-                f"dockpulse_container_{kind}_threshold_percent",
-                f"Per-container {kind} alert threshold from the label {label}.",
-            )
-            for kind, label in THRESHOLD_LABELS.items()
-        }
-        horizon = gauge(
-            "dockpulse_container_memory_forecast_horizon_seconds",
-            "Per-container horizon of the memory exhaustion forecast from the label "
-            f"{FORECAST_HORIZON_LABEL}.",
-        )
-        families = [
-            *(up, state, restarts, exit_code, oom, health, start, memory_limit, reservation),
-            *(cpu_quota, cpu_period, expected, *thresholds.values(), horizon),
+            for s, labels in labelled
+            if s.usage is not None
         ]
+        if machine is not None:
+            root = UsageSource(
+                machine.usage,
+                snapshot.taken_at,
+                machine.filesystem_used_bytes,
+                filesystem,
+                io_current,
+                True,
+            )
+            sources.append((label_sets[ROOT_ID], root))
+        return self._state(labelled) + self._usage(sources)
+
+    def _state(self, labelled: list[tuple[Sample, LabelSet]]) -> list[Family]:
+        families = [spec.family() for spec in STATE_FAMILIES]
         # A container's state rows change only when Docker's view of it (a new Container) or
         # its labels do: reuse them otherwise.
         cache: dict[str, tuple[Container, LabelSet, list[list[Row]]]] = {}
-        for sample, labels in zip(samples, label_sets, strict=False):
-            c: Container = sample.container
+        for sample, labels in labelled:
+            c = sample.container
             cached = self._state_cache.get(c.id)
             if cached is None or cached[0] is not c or cached[1] is not labels:
-                cached = (c, labels, _state_rows(c, labels))
+                _warn_of_bad_labels(c, cached[0] if cached is not None else None)
+                cached = (c, labels, _cached_rows(STATE_FAMILIES, labels, c))
             cache[c.id] = cached
             for family, rows in zip(families, cached[2], strict=True):
                 if rows:
@@ -195,30 +319,22 @@ class ContainerMetrics:
         self._state_cache = cache
         return families
 
-    def _usage(
-        self,
-        rows: list[tuple[LabelSet, Usage, float, int | None, bool]],
-        filesystem: Filesystem | None,
-        io_current: int,
-    ) -> list[Family]:
-        families = [Family(name, kind, doc, extra) for name, kind, doc, extra in USAGE_FAMILIES]
-        last_seen = families[LAST_SEEN].rows
+    def _usage(self, sources: list[tuple[LabelSet, UsageSource]]) -> list[Family]:
+        families = [spec.family() for spec in USAGE_FAMILIES]
         # Rows depend on the Usage object (the reader returns the same one while a container's
         # files do not change), the labels and the filesystem figures: reuse them otherwise.
         cache: dict[LabelSet, tuple[tuple[object, ...], list[list[Row]]]] = {}
-        for labels, usage, seen_at, layer_bytes, is_root in rows:
-            key = (usage, layer_bytes, filesystem, io_current)
+        for labels, source in sources:
+            key = (source.usage, source.layer_bytes, source.filesystem, source.io_current)
             cached = self._usage_cache.get(labels)
             if cached is None or not _same_key(cached[0], key):
-                cached = (
-                    key,
-                    _usage_rows(labels, usage, layer_bytes, filesystem, io_current, is_root),
-                )
+                cached = (key, _cached_rows(USAGE_FAMILIES, labels, source))
             cache[labels] = cached
-            for family, family_rows in zip(families, cached[1], strict=True):
-                if family_rows:
-                    family.rows += family_rows
-            last_seen.append((labels, (), seen_at))
+            for family, rows in zip(families, cached[1], strict=True):
+                if rows:
+                    family.rows += rows
+            for index, spec in _PER_REFRESH:
+                families[index].rows += spec.rows(labels, source)
         self._usage_cache = cache
         return families
 
@@ -226,138 +342,6 @@ class ContainerMetrics:
 def _same_key(old: tuple[object, ...], new: tuple[object, ...]) -> bool:
     """The same Usage object, and equal filesystem figures."""
     return old[0] is new[0] and old[1:] == new[1:]
-
-
-def _counter(name: str, doc: str, *extra: str) -> tuple[str, str, str, tuple[str, ...]]:
-    return (name, "counter", doc, extra)
-
-
-def _gauge(name: str, doc: str, *extra: str) -> tuple[str, str, str, tuple[str, ...]]:
-    return (name, "gauge", doc, extra)
-
-
-USAGE_FAMILIES = [
-    _counter("container_cpu_usage_seconds", "Total CPU time consumed.", "cpu"),
-    _counter("container_cpu_user_seconds", "User CPU time."),
-    _counter("container_cpu_system_seconds", "System CPU time."),
-    _counter("container_cpu_cfs_periods", "Elapsed CFS periods."),
-    _counter("container_cpu_cfs_throttled_periods", "Throttled CFS periods."),
-    _counter("container_cpu_cfs_throttled_seconds", "Time the container was throttled."),
-    _gauge("container_memory_usage_bytes", "Memory usage incl. cache."),
-    _gauge("container_memory_working_set_bytes", "Memory usage minus inactive file cache."),
-    _gauge("container_memory_rss", "Anonymous memory (RSS)."),
-    _gauge("container_memory_cache", "Page cache memory."),
-    _gauge("container_memory_swap", "Swap used."),
-    _gauge("container_memory_max_usage_bytes", "Peak memory usage."),
-    _gauge("container_last_seen", "Last time the container was seen (unix)."),
-    _counter("container_fs_reads_bytes", "Bytes read from block devices.", "device"),
-    _counter("container_fs_writes_bytes", "Bytes written to block devices.", "device"),
-    _counter("container_fs_reads", "Completed reads from block devices.", "device"),
-    _counter("container_fs_writes", "Completed writes to block devices.", "device"),
-    _gauge(
-        "container_fs_usage_bytes",
-        "Bytes used by the container's writable layer on the filesystem (host: in all).",
-        "device",
-    ),
-    _gauge("container_fs_limit_bytes", "Bytes the container's filesystem can hold.", "device"),
-    _gauge("container_fs_inodes_free", "Free inodes.", "device"),
-    _gauge("container_fs_inodes_total", "Inodes.", "device"),
-    _gauge("container_fs_io_current", "I/Os in progress on the filesystem's device.", "device"),
-    *(
-        _counter(
-            f"container_network_{direction}_{metric}",
-            f"Network {direction} {metric.replace('_', ' ')}.",
-            "interface",
-        )
-        for direction, _, metric in NETWORK_FIELDS
-    ),
-    _counter(
-        "container_oom_events",
-        "OOM kills in the container's cgroup since it started, a child process's included "
-        "(memory.events on cgroup v2, memory.oom_control on v1).",
-    ),
-]
-LAST_SEEN = 12
-
-
-def _usage_rows(
-    labels: LabelSet,
-    usage: Usage,
-    layer_bytes: int | None,
-    filesystem: Filesystem | None,
-    io_current: int,
-    is_root: bool,
-) -> list[list[Row]]:
-    """One container's rows of each usage family, in USAGE_FAMILIES order (last_seen apart)."""
-    no: tuple[str, ...] = ()
-    u = usage
-    cfs = not is_root
-    peak = u.memory_max_usage_bytes
-    rows: list[list[Row]] = [
-        [(labels, ("total",), u.cpu_usage_seconds)],
-        [(labels, no, u.cpu_user_seconds)],
-        [(labels, no, u.cpu_system_seconds)],
-        [(labels, no, u.cfs_periods)] if cfs else [],
-        [(labels, no, u.cfs_throttled_periods)] if cfs else [],
-        [(labels, no, u.cfs_throttled_seconds)] if cfs else [],
-        [(labels, no, u.memory_usage_bytes)],
-        [(labels, no, u.memory_working_set_bytes)],
-        [(labels, no, u.memory_rss_bytes)],
-        [(labels, no, u.memory_cache_bytes)],
-        [(labels, no, u.memory_swap_bytes)],
-        [(labels, no, peak)] if peak is not None else [],
-        [],  # last_seen: changes every refresh, added by the caller
-        *(
-            [(labels, (device,), value) for device, value in by_device.items()]
-            for by_device in (u.io_read_bytes, u.io_write_bytes, u.io_reads, u.io_writes)
-        ),
-    ]
-    if filesystem is not None and layer_bytes is not None:
-        device = (filesystem.device,)
-        rows += [
-            [(labels, device, layer_bytes)],
-            [(labels, device, filesystem.capacity_bytes)],
-            [(labels, device, filesystem.inodes_free)],
-            [(labels, device, filesystem.inodes_total)],
-            [(labels, device, io_current)],
-        ]
-    else:
-        rows += [[], [], [], [], []]
-    for direction, attribute, _ in NETWORK_FIELDS:
-        field = f"{direction}_{attribute}"
-        rows.append(
-            [
-                (labels, (interface,), getattr(counts, field))
-                for interface, counts in u.network.items()
-            ]
-        )
-    oom_events = u.oom_events
-    rows.append([(labels, no, oom_events)] if oom_events is not None and not is_root else [])
-    return rows
-
-
-def _state_rows(c: Container, labels: LabelSet) -> list[list[Row]]:
-    """The container's rows of each state family, in `_state`'s family order."""
-    no: tuple[str, ...] = ()
-    thresholds = [_percent(c, docker_label) for docker_label in THRESHOLD_LABELS.values()]
-    horizon = _seconds(c, FORECAST_HORIZON_LABEL)
-    quota = c.cpu_quota_us > 0
-    return [
-        [(labels, no, 1 if c.running else 0)],
-        [(labels, (name,), 1 if c.state == name else 0) for name in CONTAINER_STATES],
-        [(labels, no, c.restart_count)],
-        [(labels, no, c.exit_code)],
-        [(labels, no, 1 if c.oom_killed else 0)],
-        [(labels, (status,), 1 if c.health == status else 0) for status in HEALTH_STATUSES],
-        [(labels, no, c.started_at)] if c.started_at > 0 else [],
-        [(labels, no, c.memory_limit_bytes)],
-        [(labels, no, c.memory_reservation_bytes)],
-        [(labels, no, c.cpu_quota_us)] if quota else [],
-        [(labels, no, c.cpu_period_us)] if quota else [],
-        [(labels, no, 0 if _may_stop(c) else 1)],
-        *([(labels, no, value)] if value is not None else [] for value in thresholds),
-        [(labels, no, horizon)] if horizon is not None else [],
-    ]
 
 
 class ContainerCollector(Collector):
@@ -533,44 +517,42 @@ def _is_false(value: str | None) -> bool:
     return value is not None and value.strip().lower() in {"false", "0", "no"}
 
 
-_warned: set[tuple[str, str]] = set()
-
-
-def _percent(container: Container, docker_label: str) -> float | None:
-    """A threshold label's value in percent; None (logged once) when missing or not a number."""
-    raw = container.labels.get(docker_label)
+def _percent(raw: str | None) -> float | None:
+    """A threshold label's value in percent; None when missing or not a number in (0, 1000]."""
     if raw is None:
         return None
     try:
         value = float(raw.strip().rstrip("%"))
     except ValueError:
-        value = -1.0
-    if 0 < value <= 1000:
-        return value
-    if (container.name, docker_label) not in _warned:
-        _warned.add((container.name, docker_label))
-        log.warning(
-            "container %s: label %s=%r is not a percentage", container.name, docker_label, raw
-        )
-    return None
+        return None
+    return value if 0 < value <= 1000 else None
 
 
-def _seconds(container: Container, docker_label: str) -> float | None:
-    """A duration label's value in seconds (`7200`, `2h`, `90m`); None (logged once) when
-    missing or not a positive duration."""
-    raw = container.labels.get(docker_label)
+def _seconds(raw: str | None) -> float | None:
+    """A duration label's value in seconds (`7200`, `2h`, `90m`); None when missing or not a
+    positive duration."""
     if raw is None:
         return None
     try:
         return parse_duration(raw.strip())
     except ValueError:
-        pass
-    if (container.name, docker_label) not in _warned:
-        _warned.add((container.name, docker_label))
-        log.warning(
-            "container %s: label %s=%r is not a duration like 2h or 7200",
-            container.name,
-            docker_label,
-            raw,
-        )
-    return None
+        return None
+
+
+# The labels a family reads a number from, their parser, and what a value must be.
+NUMBER_LABELS: dict[str, tuple[Callable[[str | None], float | None], str]] = {
+    **{label: (_percent, "a percentage") for label in THRESHOLD_LABELS.values()},
+    FORECAST_HORIZON_LABEL: (_seconds, "a duration like 2h or 7200"),
+}
+
+
+def _warn_of_bad_labels(container: Container, previous: Container | None) -> None:
+    """Log each number label of the container that does not parse, once: not again while the
+    same container (`previous`, its last view) keeps the same value."""
+    for docker_label, (parse, what) in NUMBER_LABELS.items():
+        raw = container.labels.get(docker_label)
+        if raw is None or parse(raw) is not None:
+            continue
+        if previous is not None and previous.labels.get(docker_label) == raw:
+            continue
+        log.warning("container %s: label %s=%r is not %s", container.name, docker_label, raw, what)

@@ -8,9 +8,10 @@ is byte-for-byte what `prometheus_client.generate_latest` writes for the same fa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from math import copysign
+from typing import Generic, TypedDict, TypeVar, Unpack
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
@@ -98,6 +99,57 @@ class Family:
         for labels, values, value in self.rows:
             metric.add_sample(sample_name, labels.as_dict(self.extra, values), value)
         return metric
+
+
+Source = TypeVar("Source")
+Series = Iterable[tuple[tuple[str, ...], float]]  # (extra label values, value) pairs
+NO_EXTRA: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FamilySpec(Generic[Source]):
+    """A family and where its series come from, in one place: `value` gives one series
+    without extra labels (none when it returns None), `series` several (extra values, value).
+    A table of these is the whole list of families; their order is the exposition's."""
+
+    name: str
+    kind: str  # "counter" or "gauge"
+    help: str
+    value: Callable[[Source], float | None] | None = None
+    series: Callable[[Source], Series] | None = None
+    extra: tuple[str, ...] = ()
+    per_refresh: bool = False  # changes at every refresh: never cached with the other rows
+
+    def __post_init__(self) -> None:
+        if (self.value is None) == (self.series is None):
+            raise ValueError(f"family {self.name}: give exactly one of value and series")
+
+    def family(self) -> Family:
+        return Family(self.name, self.kind, self.help, self.extra)
+
+    def rows(self, labels: LabelSet, source: Source) -> list[Row]:
+        if self.value is not None:
+            value = self.value(source)
+            return [] if value is None else [(labels, NO_EXTRA, value)]
+        assert self.series is not None
+        return [(labels, extra, value) for extra, value in self.series(source)]
+
+
+class How(TypedDict, Generic[Source], total=False):
+    """Where a FamilySpec's series come from (its fields after name, kind and help)."""
+
+    value: Callable[[Source], float | None]
+    series: Callable[[Source], Series]
+    extra: tuple[str, ...]
+    per_refresh: bool
+
+
+def counter(name: str, doc: str, **how: Unpack[How]) -> FamilySpec:
+    return FamilySpec(name, "counter", doc, **how)
+
+
+def gauge(name: str, doc: str, **how: Unpack[How]) -> FamilySpec:
+    return FamilySpec(name, "gauge", doc, **how)
 
 
 class LineCache:

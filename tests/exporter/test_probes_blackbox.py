@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import http.client
-import ipaddress
 import ssl
 import subprocess
 import threading
@@ -18,13 +17,11 @@ from pathlib import Path
 import pytest
 import requests
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
 
 from dockpulse_exporter.config import Probe
 from dockpulse_exporter.probes import ProbeRun, probe_once
+from testkit.certificates import certificate, new_key, write_pem
 from tests.helpers import free_port, wait_until
 
 BLACKBOX = "/usr/bin/prometheus-blackbox-exporter"
@@ -91,47 +88,13 @@ def url(server: ThreadingHTTPServer, path: str, scheme: str = "http") -> str:
     return f"{scheme}://127.0.0.1:{server.server_address[1]}{path}"
 
 
-def write_pem(directory: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey):
+def server_context(directory: Path, stem: str, cert: x509.Certificate, key) -> ssl.SSLContext:
     """Write `stem`.pem and `stem`.key; return a server context serving that certificate."""
-    cert_file, key_file = directory / f"{stem}.pem", directory / f"{stem}.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_file, key_file)
-    return context
-
-
-def certificate(
-    subject: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: tuple[str, ec.EllipticCurvePrivateKey] | None,
-    valid: tuple[datetime.timedelta, datetime.timedelta],
-    ca: bool = False,
-) -> x509.Certificate:
-    """A certificate for 127.0.0.1 valid from now+valid[0] to now+valid[1] (seconds only)."""
-    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
-    issuer_name, issuer_key = issuer or (subject, key)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now + valid[0])
-        .not_valid_after(now + valid[1])
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(issuer_key, hashes.SHA256())
+    context.load_cert_chain(
+        *write_pem(directory / f"{stem}.pem", directory / f"{stem}.key", cert, key)
     )
+    return context
 
 
 @dataclass
@@ -146,16 +109,16 @@ class Pki:
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     directory = tmp_path_factory.mktemp("pki")
     day = datetime.timedelta(days=1)
-    ca_key, leaf_key, expired_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    ca_key, leaf_key, expired_key = (new_key() for _ in range(3))
     ca = certificate("dockpulse test CA", ca_key, None, (-day, 30 * day), ca=True)
-    write_pem(directory, "ca", ca, ca_key)
+    server_context(directory, "ca", ca, ca_key)
     leaf = certificate("127.0.0.1", leaf_key, ("dockpulse test CA", ca_key), (-day, 3 * day))
     expired = certificate("127.0.0.1", expired_key, None, (-30 * day, -day))
     return Pki(
         ca_file=directory / "ca.pem",
-        expiring=write_pem(directory, "leaf", leaf, leaf_key),
+        expiring=server_context(directory, "leaf", leaf, leaf_key),
         expiring_not_after=leaf.not_valid_after_utc.timestamp(),
-        expired=write_pem(directory, "expired", expired, expired_key),
+        expired=server_context(directory, "expired", expired, expired_key),
     )
 
 

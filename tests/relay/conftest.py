@@ -23,8 +23,9 @@ import pytest
 import requests
 from aiosmtpd.controller import Controller
 
+from testkit.certificates import self_signed
 from tests.helpers import Samples, free_port, scrape, wait_until
-from tests.relay.smtp_support import Mailbox, make_certificate, smtp_server
+from tests.relay.smtp_support import Mailbox, smtp_server
 from tests.support.postgres import PostgresServer
 
 RELAY = Path(sys.executable).with_name("dockpulse-relay")
@@ -173,14 +174,10 @@ def start_relay(tmp_path: Path, relay_store: Callable[[Path], str]) -> Iterator:
         relay.stop()
 
 
-def text_of(mail: EmailMessage) -> str:
-    return mail.get_body(preferencelist=("plain",)).get_content()
-
-
 @pytest.fixture(scope="session")
 def certificate(tmp_path_factory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 (cert, key), which the relay is told to trust."""
-    return make_certificate(tmp_path_factory.mktemp("smtp-tls"))
+    return self_signed(tmp_path_factory.mktemp("smtp-tls"))
 
 
 @pytest.fixture

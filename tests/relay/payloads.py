@@ -56,3 +56,20 @@ def watchdog(evaluated_at: float | None, status: str = "firing") -> dict[str, ob
     if evaluated_at is not None:
         heartbeat["annotations"]["evaluated_at"] = f"{evaluated_at:.0f}"  # type: ignore[index]
     return notification(heartbeat)
+
+
+def at(minute: int) -> str:
+    """10:<minute> on the test day, as Prometheus writes a time."""
+    return f"2024-05-01T10:{minute:02d}:00Z"
+
+
+def down(minute: int, **labels: str) -> dict[str, object]:
+    """A notification that the container went down at `minute` (a new firing)."""
+    return notification(alert(starts_at=at(minute), **labels))
+
+
+def up(minute: int, **labels: str) -> dict[str, object]:
+    """The resolved notification of the firing that began at `minute`, a minute later."""
+    resolved = alert(status="resolved", starts_at=at(minute), **labels)
+    resolved["endsAt"] = at(minute + 1)
+    return notification(resolved)

@@ -9,6 +9,8 @@ import pytest
 
 from tests.relay.chaos_scenarios import SCENARIOS, Scale
 
+pytestmark = pytest.mark.slow  # relay processes, Alertmanager, real waits
+
 QUICK = ["kill-9", "ses-unreachable", "ses-credentials", "alertmanager-restart", "disk-full",
          "hostile"]  # fmt: skip
 

@@ -3,6 +3,8 @@ mail when it ends, and the last mail always tells the current state.
 
 Alertmanager's behaviour is replayed by posting what it posts: a new `startsAt` for each new
 firing, the same one for its repeats and for the resolved notification of that firing.
+One relay-process test per rule (cooldown, flapping summary); the other cases of these rules run
+on the pure planner with a fake clock, in milliseconds (test_plan_rules.py).
 """
 
 from __future__ import annotations
@@ -10,26 +12,11 @@ from __future__ import annotations
 import time
 
 from tests.helpers import value, wait_until
-from tests.relay.conftest import text_of
-from tests.relay.payloads import alert, notification
-from tests.support.mail import read_outbox
+from tests.relay.payloads import down, up
+from tests.support.mail import read_outbox, text_of
 
 COOLDOWN = 4.0
 CHECK_INTERVAL = 0.2
-
-
-def at(minute: int) -> str:
-    return f"2024-05-01T10:{minute:02d}:00Z"
-
-
-def down(minute: int, **labels: str) -> dict[str, object]:
-    return notification(alert(starts_at=at(minute), **labels))
-
-
-def up(minute: int, **labels: str) -> dict[str, object]:
-    resolved = alert(status="resolved", starts_at=at(minute), **labels)
-    resolved["endsAt"] = at(minute + 1)
-    return notification(resolved)
 
 
 def subjects(relay) -> list[str]:
@@ -87,32 +74,3 @@ def test_a_flapping_container_costs_one_mail_per_cooldown_and_the_last_tells_the
     samples = relay.metrics()
     assert value(samples, "dockpulse_relay_queue_depth", queue="held_alerts") == 0
     assert value(samples, "dockpulse_relay_queue_depth", queue="buffered_alerts") == 0
-
-
-def test_flapping_that_ends_resolved_is_mailed_as_resolved(start_relay) -> None:
-    relay = start_relay(ALERT_COOLDOWN=f"{COOLDOWN}s", CHECK_INTERVAL=f"{CHECK_INTERVAL}s")
-    relay.post(down(0))
-    wait_until(lambda: len(relay.mails()) == 1)
-    relay.post(down(1))  # re-fired (its resolution was never seen), then recovered, all held
-    relay.post(up(1))
-    mails = wait_until(lambda: len(relay.mails()) == 2 and relay.mails(), timeout=COOLDOWN + 15)
-    assert mails[1]["Subject"].startswith("[FLAPPING up now] [RESOLVED] [CRITICAL]")
-    assert "went down once in 60 s, up now (resolved); came back once" in text_of(mails[1])
-
-
-def test_with_resolved_mails_off_a_held_outage_is_still_mailed(start_relay) -> None:
-    relay = start_relay(
-        ALERT_COOLDOWN=f"{COOLDOWN}s", CHECK_INTERVAL=f"{CHECK_INTERVAL}s", SEND_RESOLVED="false"
-    )
-    relay.post(down(0))
-    wait_until(lambda: len(relay.mails()) == 1)
-    relay.post(up(0))  # not mailed: resolved mails are off
-    wait_until(
-        lambda: value(
-            relay.metrics(), "dockpulse_relay_alerts_suppressed_total", reason="resolved_disabled"
-        )
-    )
-    relay.post(down(2))  # an outage nobody has heard of yet...
-    relay.post(up(2))  # ...over before the cooldown ends
-    mails = wait_until(lambda: len(relay.mails()) == 2 and relay.mails(), timeout=COOLDOWN + 15)
-    assert "went down once in 60 s, up now (resolved); came back once" in text_of(mails[1])

@@ -14,8 +14,8 @@ import requests
 
 from dockpulse_relay.store import describe_store
 from tests.helpers import value, wait_until
-from tests.relay.conftest import text_of
 from tests.relay.payloads import alert, notification
+from tests.support.mail import text_of
 from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.postgresql_only

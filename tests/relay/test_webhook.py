@@ -10,8 +10,8 @@ import pytest
 import requests
 
 from tests.helpers import value, wait_for_samples, wait_until
-from tests.relay.conftest import text_of
 from tests.relay.payloads import alert, notification
+from tests.support.mail import text_of
 
 
 @pytest.mark.sqlite_only

@@ -18,6 +18,7 @@ import time
 from email.message import EmailMessage
 from pathlib import Path
 
+import pytest
 import requests
 from PIL import Image
 
@@ -101,6 +102,7 @@ def link(text: str, label: str) -> str:
     return found.group(1)
 
 
+@pytest.mark.slow  # Prometheus, Alertmanager, the relay and Chromium, through LocalStack
 def test_the_real_alert_mail_shows_its_graph_and_its_silence_link_silences_it(
     tmp_path: Path,
 ) -> None:

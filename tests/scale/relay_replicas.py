@@ -23,18 +23,18 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.message import EmailMessage
 from pathlib import Path
 from typing import NamedTuple
 
 import psycopg2
 import requests
 
+from testkit.certificates import self_signed
 from tests.helpers import free_port, wait_until
-from tests.relay.smtp_support import Mailbox, make_certificate, smtp_env, smtp_server
+from tests.relay.smtp_support import Mailbox, smtp_env, smtp_server
 from tests.scale.switchboard import alertmanager_cluster
 from tests.support.local_stack import TEST_RELAY_TIMINGS, LocalStack, Relay, Service
-from tests.support.mail import mail_text
+from tests.support.mail import mail_text, text_of
 from tests.support.postgres import PostgresServer
 
 PEER_TIMEOUT = "3s"  # the second peer's wait before it notifies in place of the first
@@ -72,7 +72,7 @@ class PacedMailbox(Mailbox):
     def about(self, *words: str) -> list[SmtpMail]:
         """The mails received so far whose subject or text contains every word, oldest first."""
         mails = [
-            SmtpMail(arrived, mail_text(message), plain_text(message))
+            SmtpMail(arrived, mail_text(message), text_of(message))
             for arrived, (_, _, message) in zip(
                 list(self.arrivals), list(self.received), strict=False
             )
@@ -84,12 +84,8 @@ class PacedMailbox(Mailbox):
         return Counter(
             container
             for _, _, message in list(self.received)
-            for container in CONTAINER.findall(plain_text(message))
+            for container in CONTAINER.findall(text_of(message))
         )
-
-
-def plain_text(message: EmailMessage) -> str:
-    return message.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
 
 
 @dataclass
@@ -174,7 +170,7 @@ def paced_smtp(
     """The aiosmtpd sink (STARTTLS, login) taking `delay` seconds a mail, and the relay's
     settings to mail to it."""
     mailbox = PacedMailbox(delay)
-    certificate = make_certificate(work_dir)
+    certificate = self_signed(work_dir)
     controller = smtp_server(mailbox, certificate)
     try:
         yield mailbox, smtp_env(controller, certificate[0])

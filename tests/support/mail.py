@@ -1,11 +1,12 @@
-"""Reading the mails the relay's outbox backend writes (`<message id>.eml`, one per mail)."""
+"""Reading mails: their text, and the ones the relay's outbox backend writes (`<message id>.eml`,
+one per mail)."""
 
 from __future__ import annotations
 
 import email
 import email.policy
 from dataclasses import dataclass
-from email.message import Message
+from email.message import EmailMessage, Message
 from pathlib import Path
 
 from tests.helpers import wait_until
@@ -17,6 +18,11 @@ class Mail:
     subject: str
     text: str  # the subject and every text part, decoded
     arrived: float  # when the relay wrote it (file mtime, seconds since the epoch)
+
+
+def text_of(message: EmailMessage) -> str:
+    """A mail's plain-text part, decoded, with plain newlines."""
+    return message.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
 
 
 def mail_text(message: Message) -> str:
