@@ -17,8 +17,8 @@ import requests
 import yaml
 
 from tests.helpers import free_port, value, wait_until
-from tests.relay.conftest import text_of
 from tests.support.local_stack import alertmanager_config, binary
+from tests.support.mail import text_of
 
 pytestmark = pytest.mark.sqlite_only  # the store's part runs on both in test_heartbeat
 USER, PASSWORD = "relay", "silence-watch-test"
