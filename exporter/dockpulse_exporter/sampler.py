@@ -21,14 +21,9 @@ EVENT_SETTLE_SECONDS = 0.5
 STOPPED_PEAKS = 2000  # stopped containers whose last memory peak is remembered
 
 
-def last_memory_peak(snapshot: Snapshot, container_id: str) -> int | None:
-    """The highest memory use the last refresh saw for a container (the kernel's peak where
-    it keeps one), None when it was not sampled running."""
-    for sample in snapshot.samples:
-        if sample.container.id == container_id and sample.usage is not None:
-            usage = sample.usage
-            return usage.memory_max_usage_bytes or usage.memory_usage_bytes or None
-    return None
+def memory_peak_of(usage: Usage) -> int | None:
+    """A sample's memory peak: the kernel's where it keeps one, else the usage then."""
+    return usage.memory_max_usage_bytes or usage.memory_usage_bytes or None
 
 
 class Sampler:
@@ -58,7 +53,9 @@ class Sampler:
         self._known_ids: set[str] = set()
         self._running_ids: set[str] = set()
         self._fallback_logged: set[str] = set()
-        self._stopped_peaks: OrderedDict[str, int] = OrderedDict()
+        # The highest memory use sampled per container, kept after it stops (the alert
+        # mail's "why"): the refresh in which it dies often reads nothing from its cgroup.
+        self._peaks: OrderedDict[str, int] = OrderedDict()
 
     def request_refresh(self) -> None:
         """Ask for a refresh now (called on Docker events)."""
@@ -103,6 +100,7 @@ class Sampler:
             taken_at=now,
             stats_api_containers=fallback,
         )
+        self._note_peaks(samples)
         self.snapshot = snapshot
         if self.on_refresh is not None:
             self.on_refresh()
@@ -113,8 +111,6 @@ class Sampler:
         current_ids = {c.id for c in containers}
         running_ids = {c.id for c in running}
         stopped_ids = self._running_ids - running_ids
-        if stopped_ids:
-            self._remember_peaks(stopped_ids)
         for stopped in stopped_ids:
             self.cgroups.release(stopped)
         for gone in self._known_ids - current_ids:
@@ -122,25 +118,21 @@ class Sampler:
             self._fallback_logged.discard(gone)
         self._known_ids, self._running_ids = current_ids, running_ids
 
-    def _remember_peaks(self, stopped_ids: set[str]) -> None:
-        """The last memory peak sampled of containers that just stopped (the previous
-        snapshot's), for the alert mail's "why"; the newest STOPPED_PEAKS kept."""
-        samples = {sample.container.id: sample for sample in self.snapshot.samples}
-        for container_id in stopped_ids:
-            sample = samples.get(container_id)
-            peak = last_memory_peak(Snapshot((sample,)), container_id) if sample else None
+    def _note_peaks(self, samples: tuple[Sample, ...]) -> None:
+        """Each running container's peak so far; the newest STOPPED_PEAKS stopped ones kept."""
+        for sample in samples:
+            peak = memory_peak_of(sample.usage) if sample.usage is not None else None
             if peak:
-                self._stopped_peaks[container_id] = peak
-                self._stopped_peaks.move_to_end(container_id)
-        while len(self._stopped_peaks) > STOPPED_PEAKS:
-            self._stopped_peaks.popitem(last=False)
+                container_id = sample.container.id
+                self._peaks[container_id] = max(peak, self._peaks.get(container_id, 0))
+                self._peaks.move_to_end(container_id)
+        while len(self._peaks) > STOPPED_PEAKS + len(self._running_ids):
+            self._peaks.popitem(last=False)
 
     def memory_peak(self, container_id: str) -> int | None:
-        """The highest memory use sampled for a container: now if it runs, else the last
-        before it stopped; None when never sampled running."""
-        return last_memory_peak(self.snapshot, container_id) or self._stopped_peaks.get(
-            container_id
-        )
+        """The highest memory use sampled for a container, running or stopped since; None
+        when never sampled running."""
+        return self._peaks.get(container_id)
 
     def _machine(self, filesystem: FilesystemState) -> MachineSample | None:
         if self.proc_root is None:

@@ -215,9 +215,11 @@ def test_the_mails_say_why_containers_went_down(
     started = time.time()
     outbox = stack.relay.outbox
     box = Containers(engine, stack.prefix)
-    fatal, leaky, quiet, oom, sick, deploy = (
-        f"{stack.prefix}-{name}" for name in ("fatal", "leaky", "quiet", "oom", "sick", "deploy")
+    fatal, leaky, quiet, oom, sick, deploy, probed = (
+        f"{stack.prefix}-{name}"
+        for name in ("fatal", "leaky", "quiet", "oom", "sick", "deploy", "probed")
     )
+    nothing_listens = f"http://127.0.0.1:{free_port()}/health"
     ghost, away = f"{stack.prefix}-ghost", f"127.0.0.1:{free_port()}"
 
     def redeploy() -> None:
@@ -249,6 +251,11 @@ def test_the_mails_say_why_containers_went_down(
             "quiet", python_base, "sh", "-c", "echo quiet-line-xyz; sleep 1; exit 3",
             options=("--label=dockpulse.mail_logs=false",),
         ),
+        lambda: box.run(  # issue 19: probed from its labels alone, no config edit
+            "probed", python_base, "sleep", "600",
+            options=(f"--label=dockpulse.probe.url={nothing_listens}",
+                     "--label=dockpulse.probe.interval=1s", "--label=dockpulse.probe.timeout=1s"),
+        ),
     ]  # fmt: skip
     try:
         with ThreadPoolExecutor(max_workers=len(starts)) as pool:  # the scenarios at once
@@ -266,9 +273,13 @@ def test_the_mails_say_why_containers_went_down(
             "sick": wait_for_mail(outbox, "ContainerUnhealthy", sick, since=started, timeout=60),
             "deploy": wait_for_mail(outbox, "ContainerDown", deploy, "exit code 2", since=started),
             "ghost": wait_for_mail(outbox, "ContainerDown", ghost, since=posted),
+            "probed": wait_for_mail(outbox, "ProbeFailed", probed, since=started, timeout=60),
         }
     finally:
         box.remove()
+    # The label probe's series go with its container.
+    gone = f'probe_success{{probe="{probed}"}}'
+    wait_until(lambda: not query(stack.prometheus.url, gone), timeout=30)
 
     text = mails["fatal"].text
     assert re.search(rf"\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z {FATAL_LINE}", text), text
@@ -297,6 +308,9 @@ def test_the_mails_say_why_containers_went_down(
     text = mails["deploy"].text
     assert re.search(r"recreated from image sha256:[0-9a-f]{64} \(was sha256:", text), text
     assert "migration failed" in text
+
+    text = mails["probed"].text
+    assert f"Health probe {probed} is failing" in text and "reason: refused" in text, text
 
     ghost_mail = mails["ghost"]
     assert f"Why: context unavailable: the exporter at {away} is unreachable" in ghost_mail.text
