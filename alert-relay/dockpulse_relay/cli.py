@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dockpulse.service import service_parser, setup_logging, stop_on_signals
 from dockpulse.settings import ConfigError, exit_with_config_error, split_listen_address
+from dockpulse.web_config import load_web_config
 from dockpulse_relay.alert_log import AlertLog
 from dockpulse_relay.backends import make_backend
 from dockpulse_relay.config import DEFAULT_LISTEN_ADDRESS, RelayConfig, load_config
@@ -118,6 +119,7 @@ class Relay:
             self.store,
             config.max_connections,
             config.read_timeout,
+            load_web_config(config.web_config_file),
         )
 
     def _heartbeat_at(self) -> float | None:
@@ -142,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
     try:
-        config = load_config(args.config_file, {"listen_address": args.listen_address})
+        flags = {"listen_address": args.listen_address, "web_config_file": args.web_config_file}
+        config = load_config(args.config_file, flags)
         relay = Relay(config)
     except ConfigError as exc:
         exit_with_config_error(PROGRAM, exc)

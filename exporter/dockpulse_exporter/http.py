@@ -9,6 +9,7 @@ from __future__ import annotations
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from dockpulse.http_server import BoundedHTTPServer, DeadlineHandler
+from dockpulse.web_config import WebConfig
 from dockpulse_exporter.exposition import Exposition
 
 LANDING_PAGE = b"""<html><head><title>dockpulse exporter</title></head><body>
@@ -21,6 +22,7 @@ def make_server(
     exposition: Exposition,
     read_timeout: float = 10.0,
     max_connections: int = 32,
+    web_config: WebConfig | None = None,
 ) -> BoundedHTTPServer:
     class Handler(DeadlineHandler):
         def do_GET(self) -> None:
@@ -52,4 +54,6 @@ def make_server(
         def log_message(self, format: str, *args: object) -> None:
             return  # scrapes are not worth a log line each
 
-    return BoundedHTTPServer((host, port), Handler, max_connections, read_timeout)
+    return BoundedHTTPServer(
+        (host, port), Handler, max_connections, read_timeout, web_config=web_config
+    )
