@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Sequence
 from copy import deepcopy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -86,10 +86,13 @@ class Service:
     port: int
     process: subprocess.Popen[bytes]
     folder: Path
+    # behind a web config: `https` and what requests needs (`auth`, `verify`) to get in
+    scheme: str = field(default="http", kw_only=True)
+    request_options: dict[str, Any] = field(default_factory=dict, kw_only=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def log(self) -> Path:
@@ -102,7 +105,8 @@ class Service:
             if self.process.poll() is not None:
                 raise LocalStackError(f"{self.name} exited:\n{self.log.read_text()[-3000:]}")
             try:
-                if requests.get(self.url + path, timeout=2).status_code == 200:
+                answer = requests.get(self.url + path, timeout=2, **self.request_options)
+                if answer.status_code == 200:
                     return
             except requests.RequestException:
                 pass
@@ -275,6 +279,8 @@ class LocalStack:
         port: int,
         ready_path: str,
         env: dict[str, str] | None = None,
+        scheme: str = "http",
+        request_options: dict[str, Any] | None = None,
     ) -> Service:
         """Start a server process and wait until `ready_path` answers 200."""
         folder = self.folder(name)
@@ -286,7 +292,9 @@ class LocalStack:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        service = Service(name, port, process, folder)
+        service = Service(
+            name, port, process, folder, scheme=scheme, request_options=request_options or {}
+        )
         self.services.append(service)
         service.wait_ready(ready_path)
         return service
@@ -365,9 +373,13 @@ class LocalStack:
         name: str = "exporter",
         port: int | None = None,
         docker_host: str | None = None,
+        web_config: Path | None = None,
+        scheme: str = "http",
+        request_options: dict[str, Any] | None = None,
     ) -> Service:
         """`dockpulse-exporter` with `config` on `port` (default: a free one), against the engine
-        at `docker_host` (default: DOCKER_HOST)."""
+        at `docker_host` (default: DOCKER_HOST); behind `web_config` if given, reached with
+        `scheme` and `request_options` (requests' `auth`, `verify`)."""
         folder, port = self.folder(name), port or free_port()
         config_file = folder / "exporter.yml"
         config_file.write_text(yaml.safe_dump(config))
@@ -377,9 +389,10 @@ class LocalStack:
             "dockpulse_exporter.cli",
             f"--config.file={config_file}",
             f"--web.listen-address=127.0.0.1:{port}",
+            *([f"--web.config.file={web_config}"] if web_config else []),
         ]
         env = {"DOCKER_HOST": docker_host} if docker_host else None
-        return self.start(name, args, port, "/metrics", env)
+        return self.start(name, args, port, "/metrics", env, scheme, request_options)
 
     def stop(self) -> None:
         """Stop every service, the last started first."""
