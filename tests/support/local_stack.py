@@ -330,6 +330,7 @@ class LocalStack:
         flags: Sequence[str] = (),
         smtp_port: int | None = None,
         port: int | None = None,
+        request_options: dict[str, Any] | None = None,
         **caps: str,
     ) -> Service:
         """The real Alertmanager from `alertmanager_config`: clustering off, or gossiping on
@@ -349,12 +350,17 @@ class LocalStack:
             *(f"--cluster.peer=127.0.0.1:{peer}" for peer in peers),
             *flags,
         ]
-        return self.start(name, args, port, "/-/ready")
+        return self.start(name, args, port, "/-/ready", request_options=request_options)
 
     def prometheus(
-        self, config: dict[str, Any], name: str = "prometheus", flags: tuple[str, ...] = ()
+        self,
+        config: dict[str, Any],
+        name: str = "prometheus",
+        flags: tuple[str, ...] = (),
+        request_options: dict[str, Any] | None = None,
     ) -> Service:
-        """The real Prometheus with `config` (see `prometheus_config`) and extra `flags`."""
+        """The real Prometheus with `config` (see `prometheus_config`) and extra `flags`;
+        `request_options` (requests' `auth`) when a flag gives it a web config."""
         folder, port = self.folder(name), free_port()
         config_file = folder / "prometheus.yml"
         config_file.write_text(yaml.safe_dump(config))
@@ -365,7 +371,7 @@ class LocalStack:
             f"--web.listen-address=127.0.0.1:{port}",
             *flags,
         ]
-        return self.start(name, args, port, "/-/ready")
+        return self.start(name, args, port, "/-/ready", request_options=request_options)
 
     def exporter(
         self,
