@@ -41,6 +41,9 @@ ENVIRONMENT = {
     "RELAY_MAX_CONNECTIONS": "max_connections",
     "RELAY_READ_TIMEOUT": "read_timeout",
     "PROMETHEUS_URL": "prometheus_url",
+    "PROMETHEUS_USERNAME": "prometheus_username",
+    "PROMETHEUS_PASSWORD": "prometheus_password",
+    "PROMETHEUS_CA_FILE": "prometheus_ca_file",
     "GRAFANA_URL": "grafana_url",
     "CHART_WINDOW": "chart_window",
     "CHART_BUDGET": "chart_budget",
@@ -94,6 +97,10 @@ class RelayConfig(BaseModel):
     read_timeout: Duration = 10.0  # a client must send each request within this
 
     prometheus_url: str = "http://127.0.0.1:9090"
+    # Prometheus behind its --web.config.file: basic auth for the graphs' queries, and the CA
+    prometheus_username: str | None = None
+    prometheus_password: SecretStr | None = None
+    prometheus_ca_file: Path | None = None
     grafana_url: str | None = None  # mails link the container-detail dashboard when set
     chart_window: Duration = 3600.0  # the graph in a mail shows this much history
     chart_budget: Duration = 2.0  # the most the graphs may delay one planning pass's mails
@@ -157,6 +164,17 @@ class RelayConfig(BaseModel):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
         return None if value is None else value.rstrip("/")
+
+    @property
+    def prometheus_auth(self) -> tuple[str, str] | None:
+        if self.prometheus_username is None:
+            return None
+        password = self.prometheus_password.get_secret_value() if self.prometheus_password else ""
+        return self.prometheus_username, password
+
+    @property
+    def prometheus_verify(self) -> bool | str:
+        return str(self.prometheus_ca_file) if self.prometheus_ca_file else True
 
     @property
     def sender(self) -> str:

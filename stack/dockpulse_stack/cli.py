@@ -73,9 +73,6 @@ def reload_stack(args: argparse.Namespace) -> int:
         WebAccess("Prometheus", args.prometheus, args.credentials / "prometheus_password"),
         WebAccess("Alertmanager", args.alertmanager, args.credentials / "alertmanager_password"),
     ]
-    missing = [str(server.password_file) for server in servers if not server.password_file.exists()]
-    if missing:
-        raise StackError(f"no credentials at {', '.join(missing)}: start the stack with make demo")
     rule_files = sorted(args.rules.glob("*.yml"))
     for line in reload(rule_files, args.alertmanager_config, servers):
         print(f"dockpulse: {line}")

@@ -36,7 +36,10 @@ class WebAccess:
     url: str
     password_file: Path
 
-    def auth(self) -> tuple[str, str]:
+    def auth(self) -> tuple[str, str] | None:
+        """The credentials; None while the server has none (a stack without web configs)."""
+        if not self.password_file.exists():
+            return None
         return USER, self.password_file.read_text().strip()
 
 

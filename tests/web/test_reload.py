@@ -4,6 +4,7 @@ both (a broken edit is one line and the running rules stay)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +12,11 @@ from pathlib import Path
 import requests
 import yaml
 
+from dockpulse_relay.alerts import parse_notification
+from dockpulse_relay.chart import alert_charts
 from dockpulse_stack.web_access import USER, write_web_configs
 from tests.helpers import wait_until
+from tests.relay.payloads import alert, notification
 from tests.support.local_stack import LocalStack, copy_rules, prometheus_config
 
 SECRETS = {"PROMETHEUS_PASSWORD": "prom-test-password", "ALERTMANAGER_PASSWORD": "am-test-pw"}
@@ -117,3 +121,12 @@ def test_prometheus_and_alertmanager_behind_web_configs_and_reload(tmp_path: Pat
         assert len(lines) == 1 and "rules do not load, nothing was reloaded" in lines[0], lines
         assert rule_names() == running and "Broken" not in running
         assert last_reload() == reloaded_at
+
+        # The relay's graph queries get in with the credentials, and only with them.
+        down = alert(severity="critical")
+        down["generatorURL"] = f"{prometheus.url}/graph?g0.expr=up+%3D%3D+0&g0.tab=1"
+        alerts = parse_notification(json.dumps(notification(down)).encode())
+        [drawn] = alert_charts(prometheus.url, alerts, window=60, auth=prometheus_auth)
+        assert drawn.png is not None, drawn.reason
+        [refused] = alert_charts(prometheus.url, alerts, window=60)
+        assert refused.png is None and "401" in refused.reason
