@@ -42,7 +42,10 @@ class BasicAuth:
         return credentials is not None and self.verify(*credentials)
 
     def verify(self, user: bytes, password: bytes) -> bool:
-        hashed = self._users.get(user.decode("utf-8", "replace"))
+        try:
+            hashed = self._users.get(user.decode())
+        except UnicodeDecodeError:  # no configured name: checked against the decoy like one
+            hashed = None
         known = hashed is not None
         hashed = hashed if known else self._decoy
         key = hmac.digest(

@@ -132,6 +132,7 @@ def test_bcrypt_runs_once_per_credential_and_failures_never_pass() -> None:
         (b"alice", PASSWORD.encode() + b"\0"),
         (b"alice", PASSWORD.encode()[:-1]),
         (b"alice", b"x" * 100),  # beyond bcrypt's 72 bytes
+        (b"al\xffice", PASSWORD.encode()),  # not UTF-8
     ]:
         before = auth.bcrypt_checks_total
         assert not auth.verify(user, password), (user, password)
