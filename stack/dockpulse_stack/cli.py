@@ -1,4 +1,5 @@
-"""`dockpulse`: the stack's own commands (engine, images, demo, down, stress, reload).
+"""`dockpulse`: the stack's own commands (engine, images, demo, down, stress, reload,
+web-config).
 
 Every failure a user can meet ends in one line saying what failed and what to do, exit status 2.
 """
@@ -17,7 +18,7 @@ from dockpulse_stack.engine import discover_engine
 from dockpulse_stack.errors import StackError
 from dockpulse_stack.images import REPO_ROOT
 from dockpulse_stack.rootfs import busybox_image, python_base_image
-from dockpulse_stack.web_access import WebAccess, reload
+from dockpulse_stack.web_access import WebAccess, reload, write_users_web_configs
 
 EXIT_FAILURE = 2
 
@@ -65,6 +66,12 @@ def parser() -> argparse.ArgumentParser:
         default=DEMO_DIR / "web",
         help="folder of prometheus_password and alertmanager_password (the demo's)",
     )
+    web_parser = commands.add_parser(
+        "web-config",
+        help="the web configs and password files docker-compose.yaml's secrets name "
+        "(DOCKPULSE_WEB_DIR); passwords already there are kept",
+    )
+    web_parser.add_argument("folder", type=Path, nargs="?", default=Path("web"))
     return parser
 
 
@@ -94,6 +101,10 @@ def run(args: argparse.Namespace) -> int:
         return stress(args.profile, args.duration, args.workers)
     if args.command == "reload":
         return reload_stack(args)
+    if args.command == "web-config":
+        for path in write_users_web_configs(args.folder):
+            print(path)
+        return 0
     engine = discover_engine()
     if args.command == "engine":
         print(engine.host)

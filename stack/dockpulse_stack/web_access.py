@@ -11,6 +11,7 @@ check-config`) first, so a broken edit is reported in one line and the running r
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -25,7 +26,11 @@ from dockpulse_stack.errors import StackError
 USER = "dockpulse"
 BCRYPT_COST = 10  # htpasswd -B's default: ~50 ms a check, once per client thanks to the cache
 # The demo secret holding each server's password, and the file names under .demo/web/.
-SERVERS = {"prometheus": "PROMETHEUS_PASSWORD", "alertmanager": "ALERTMANAGER_PASSWORD"}
+SERVERS = {
+    "prometheus": "PROMETHEUS_PASSWORD",
+    "alertmanager": "ALERTMANAGER_PASSWORD",
+    "exporter": "EXPORTER_PASSWORD",
+}
 
 
 @dataclass(frozen=True)
@@ -50,23 +55,39 @@ def web_config(password: str, cost: int = BCRYPT_COST) -> dict[str, object]:
 
 
 def write_web_configs(folder: Path, secret_values: dict[str, str]) -> dict[str, Path]:
-    """`<server>-web.yml` and `<server>_password` in `folder` for each server; their paths by
-    name (`prometheus-web`, `prometheus_password`, ...). Readable by the containers' users (the
-    folder itself is the demo's, 0700); a file whose password is unchanged is left alone."""
+    """`<server>-web.yml`, `<server>_password` and `<server>.wgetrc` (the health checks' GNU
+    wget reads its credentials there, never from a command line) in `folder` for each server;
+    their paths by name (`prometheus-web`, `prometheus_password`, `prometheus.wgetrc`, ...).
+    Readable by the containers' users (the folder itself is the demo's, 0700); files whose
+    password is unchanged are left alone."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     for server, secret in SERVERS.items():
         password = secret_values[secret]
         password_file = folder / f"{server}_password"
         config_file = folder / f"{server}-web.yml"
+        wgetrc = folder / f"{server}.wgetrc"
         unchanged = password_file.exists() and password_file.read_text().strip() == password
-        if not (unchanged and config_file.exists()):
+        if not (unchanged and config_file.exists() and wgetrc.exists()):
             config_file.write_text(yaml.safe_dump(web_config(password)))
             password_file.write_text(password + "\n")
-        for path in (config_file, password_file):
+            wgetrc.write_text(f"http_user = {USER}\nhttp_password = {password}\n")
+        for path in (config_file, password_file, wgetrc):
             path.chmod(0o644)
         paths[f"{server}-web"], paths[f"{server}_password"] = config_file, password_file
+        paths[f"{server}.wgetrc"] = wgetrc
     return paths
+
+
+def write_users_web_configs(folder: Path) -> list[Path]:
+    """`dockpulse web-config`: write_web_configs for the users' compose file, each password
+    the one already in `folder` or a new one; the files written."""
+    known = {}
+    for server, secret in SERVERS.items():
+        password_file = folder / f"{server}_password"
+        existing = password_file.read_text().strip() if password_file.exists() else ""
+        known[secret] = existing or secrets.token_urlsafe(24)
+    return sorted(write_web_configs(folder, known).values())
 
 
 def _first_problem(output: str) -> str:
