@@ -207,6 +207,9 @@ def prometheus_config(
     targets = [f"127.0.0.1:{port}" for port in alertmanager_ports]
     config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = targets
     exporter = next(job for job in config["scrape_configs"] if job["job_name"] == "exporter")
+    # The shipped credentials are Compose secrets; the local servers have no web config.
+    config["alerting"]["alertmanagers"][0].pop("basic_auth")
+    exporter.pop("basic_auth")
     ports = [exporter_port] if isinstance(exporter_port, int) else list(exporter_port)
     if targets_file is None:
         del exporter["file_sd_configs"]
