@@ -19,7 +19,11 @@ from tests.helpers import wait_until
 from tests.relay.payloads import alert, notification
 from tests.support.local_stack import LocalStack, copy_rules, prometheus_config
 
-SECRETS = {"PROMETHEUS_PASSWORD": "prom-test-password", "ALERTMANAGER_PASSWORD": "am-test-pw"}
+SECRETS = {
+    "PROMETHEUS_PASSWORD": "prom-test-password",
+    "ALERTMANAGER_PASSWORD": "am-test-pw",
+    "EXPORTER_PASSWORD": "exporter-test-pw",
+}
 
 
 def dockpulse_reload(rules: Path, prometheus: str, alertmanager: str, credentials: Path):
@@ -42,7 +46,7 @@ def dockpulse_reload(rules: Path, prometheus: str, alertmanager: str, credential
 
 def test_generated_web_configs_pass_promtool(tmp_path: Path) -> None:
     paths = write_web_configs(tmp_path / "web", SECRETS)
-    configs = [paths["prometheus-web"], paths["alertmanager-web"]]
+    configs = [paths[f"{server}-web"] for server in ("prometheus", "alertmanager", "exporter")]
     result = subprocess.run(["promtool", "check", "web-config", *map(str, configs)], timeout=30)
     assert result.returncode == 0
     before = paths["prometheus-web"].read_text()
