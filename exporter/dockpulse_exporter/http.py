@@ -1,7 +1,8 @@
 """Serving `/metrics` from memory: a scrape never waits on Docker or on a render of containers.
 
 Hardened against slow or idle clients by the shared `BoundedHTTPServer`: each request must
-arrive within `read_timeout`, and at most `max_connections` are served at once.
+arrive within `read_timeout`, and at most `max_connections` are served at once. HTTP/1.1
+keep-alive, as the relay.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ def make_server(
     web_config: WebConfig | None = None,
 ) -> BoundedHTTPServer:
     class Handler(DeadlineHandler):
+        # Keep-alive: Prometheus reuses its connection, so a TLS scrape pays the handshake
+        # once per connection (an idle one is closed after `read_timeout`).
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+        wbufsize = 64 * 1024  # headers and body leave together, flushed per request
+
         def do_GET(self) -> None:
             self.request_read()
             path = self.path.split("?", 1)[0]

@@ -3,6 +3,8 @@ bcrypt cache. The exporter's real server in this process (no Docker: an empty ex
 
 from __future__ import annotations
 
+import base64
+import http.client
 import socket
 import ssl
 import threading
@@ -79,6 +81,29 @@ def test_every_route_asks_for_credentials(serve: Callable[..., str], certificate
         assert answer.status_code != 401, (method, path)
         assert answer.headers["Strict-Transport-Security"] == "max-age=31536000"
     assert requests.get(url + "/metrics", auth=("alice", PASSWORD), verify=ca).status_code == 200
+
+
+def test_a_tls_connection_is_kept_alive_across_scrapes(
+    serve: Callable[..., str], certificates: Certificates
+) -> None:
+    """One handshake, several authorised scrapes on it (HTTP/1.1 keep-alive)."""
+    url = serve(basic_auth_users={"alice": HASH})
+    context = ssl.create_default_context(cafile=str(certificates.ca))
+    port = int(url.rpartition(":")[2])
+    connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=5)
+    token = base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
+    sockets = []
+    try:
+        for _ in range(3):
+            connection.request("GET", "/metrics", headers={"Authorization": f"Basic {token}"})
+            answer = connection.getresponse()
+            answer.read()
+            assert answer.status == 200 and answer.version == 11
+            assert answer.getheader("Connection") != "close"
+            sockets.append(connection.sock)
+    finally:
+        connection.close()
+    assert sockets[0] is not None and sockets == [sockets[0]] * 3
 
 
 def test_untrusted_or_plain_clients_get_nothing(
