@@ -149,7 +149,8 @@ def print_where(engine_host: str, outbox: Path, grafana: bool) -> None:
         lines.append(f"  {'Grafana':<22} not started: image {GRAFANA_IMAGE} is not available here")
     alert_log = f"docker exec {PROJECT}-alert-relay-1 tail -f {ALERT_LOG}"
     print("\ndockpulse: the stack is up.\n" + "\n".join(lines))
-    print(f"\n  Alert mails (.eml)     {outbox}/")
+    print(f"\n  Credentials            user dockpulse, passwords in {DEMO_DIR / 'web'}/")
+    print(f"  Alert mails (.eml)     {outbox}/")
     print(f"  Alert log (JSON)       {alert_log}")
     print(f"  Docker by hand         export DOCKER_HOST={engine_host}")
     print(f"  See an alert           docker kill {PROJECT}-webapp-1   (mail within ~15 s)")
