@@ -1,12 +1,13 @@
 """The cost of TLS and basic auth on a scrape: the exporter at N containers, plain HTTP against
 `--web.config.file` (TLS 1.3, one bcrypt user), side by side in one run.
 
-Two exporter processes watch the same N idle containers (busybox `sleep`, `--network none`) on
-a private dockerd; a Prometheus-like client scrapes them alternately with gzip, `--scrapes`
-times each, each scrape on a new connection (the exporter answers HTTP/1.0, so a TLS scrape
-pays its handshake every time, as Prometheus' would), and the basic-auth check is the cached
-one after the first. Printed: p50/p99 of each and the exporters' CPU per scrape; the last line
-is the summary.
+Three exporter processes watch the same N idle containers (busybox `sleep`, `--network none`)
+on a private dockerd; a Prometheus-like client scrapes them in turn with gzip, `--scrapes` times
+each: `plain` (HTTP, one kept-alive connection), `tls` (TLS + basic auth on one kept-alive
+connection, as Prometheus scrapes the HTTP/1.1 exporter) and `tls_reconnect` (TLS + basic auth,
+`Connection: close`: a handshake every scrape, what an HTTP/1.0 exporter cost). The basic-auth
+check is the cached one after the first. Printed: p50/p99 of each and each exporter's CPU per
+scrape; the last line is the summary.
 """
 
 from __future__ import annotations
@@ -82,19 +83,30 @@ def main() -> None:
                 scheme="https",
                 request_options={"verify": str(ca), "auth": (USER, PASSWORD)},
             )
-            sessions = {"plain": requests.Session(), "tls": requests.Session()}
-            for session in sessions.values():
+            reconnecting = stack.exporter(
+                settings,
+                "tls-reconnect",
+                docker_host=engine.host,
+                web_config=config_path,
+                scheme="https",
+                request_options={"verify": str(ca), "auth": (USER, PASSWORD)},
+            )
+            exporters = {"plain": plain, "tls": secured, "tls_reconnect": reconnecting}
+            sessions = {name: requests.Session() for name in exporters}
+            for name, session in sessions.items():
                 session.trust_env = False  # REQUESTS_CA_BUNDLE would override `verify`
-            sessions["tls"].verify, sessions["tls"].auth = str(ca), (USER, PASSWORD)
-            urls = {"plain": f"{plain.url}/metrics", "tls": f"{secured.url}/metrics"}
-            pids = {"plain": plain.process.pid, "tls": secured.process.pid}
+                if name != "plain":
+                    session.verify, session.auth = str(ca), (USER, PASSWORD)
+            sessions["tls_reconnect"].headers["Connection"] = "close"
+            urls = {name: f"{exporter.url}/metrics" for name, exporter in exporters.items()}
+            pids = {name: exporter.process.pid for name, exporter in exporters.items()}
             for name in urls:
                 wait_for_containers(sessions[name], urls[name], args.containers)
             time.sleep(6)  # past start-up and at least one steady refresh
-            latencies: dict[str, list[float]] = {"plain": [], "tls": []}
+            latencies: dict[str, list[float]] = {name: [] for name in exporters}
             cpu = {name: process_cpu_seconds(pid) for name, pid in pids.items()}
             for _ in range(args.scrapes):
-                for name in ("plain", "tls"):
+                for name in exporters:
                     latencies[name].append(gzip_scrape(sessions[name], urls[name]))
                 time.sleep(0.02)
             cpu = {name: process_cpu_seconds(pid) - cpu[name] for name, pid in pids.items()}
@@ -108,7 +120,7 @@ def main() -> None:
         }
         for name, figure in figures.items():
             print(
-                f"{name:>5}: p50 {figure['p50_ms']:.1f} ms, p99 {figure['p99_ms']:.1f} ms, "
+                f"{name:>13}: p50 {figure['p50_ms']:.1f} ms, p99 {figure['p99_ms']:.1f} ms, "
                 f"exporter CPU {figure['cpu_ms_per_scrape']:.1f} ms/scrape ({args.scrapes} scrapes)"
             )
         print(
