@@ -7,7 +7,7 @@ TARGET ?= http://127.0.0.1:8000
 DURATION ?= 4m
 WORKERS ?= 0
 
-.PHONY: install install-stack test test-fast test-cgroupv2 lint bench-exporter bench-socket-proxy bench-probes bench-label-probes bench-relay bench-chaos bench-mail-chart bench-mail-context images demo down stress stress-local webapp-image bench-time-to-detect
+.PHONY: reload web-config install install-stack test test-fast test-cgroupv2 lint bench-exporter bench-socket-proxy bench-probes bench-label-probes bench-relay bench-chaos bench-mail-chart bench-mail-context images demo down stress stress-local webapp-image bench-time-to-detect
 
 # Two stamps: the demo needs only `.[stack]`; the tests need `.[dev]` (which includes it).
 $(VENV)/.installed-stack: pyproject.toml
@@ -83,6 +83,14 @@ demo: install-stack
 
 down: install-stack
 	$(VENV)/bin/dockpulse down
+
+# After editing a rule (prometheus/rules/) or alertmanager.yml: checked first, then reloaded.
+reload: install-stack
+	$(VENV)/bin/dockpulse reload
+
+# The users' docker-compose.yaml: web/ holds the web configs and passwords its secrets name.
+web-config: install-stack
+	$(VENV)/bin/dockpulse web-config web
 
 # WORKERS=N (stress, stress-local): a Locust master and N worker processes instead of one.
 stress: install-stack

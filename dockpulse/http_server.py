@@ -4,6 +4,10 @@ A thread per connection and at most `max_connections` at once; past that a new c
 `busy_reply` (if any) and is closed rather than given a thread. Every request must arrive whole
 within `read_timeout`: a total deadline, not per byte, so a client dribbling one byte at a time
 is cut too. One reaper thread shuts down the connections past their deadline.
+
+With a `WebConfig` (`--web.config.file`) the server speaks TLS, asks every request for basic
+auth and adds the configured headers to every answer: all in the shared handler, before any
+route runs, so a route added later is covered without a line of its own.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ import time
 from contextlib import suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from dockpulse.basic_auth import BasicAuth
+from dockpulse.web_config import WebConfig
 
 log = logging.getLogger("dockpulse.http_server")
 
@@ -33,10 +40,15 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         read_timeout: float,
         busy_reply: bytes = b"",
         reap_every: float = 0.25,
+        web_config: WebConfig | None = None,
     ) -> None:
         super().__init__(address, handler)
         self.read_timeout = read_timeout
-        self.busy_reply = busy_reply
+        web_config = web_config or WebConfig()
+        self.tls = web_config.tls
+        self.auth = BasicAuth(web_config.users) if web_config.users else None
+        self.extra_headers = web_config.headers
+        self.busy_reply = b"" if self.tls else busy_reply  # never plain text into a TLS stream
         self.refused_total = 0
         self._slots = threading.BoundedSemaphore(max_connections)
         self._deadlines: dict[socket.socket, float] = {}
@@ -52,6 +64,15 @@ class BoundedHTTPServer(ThreadingHTTPServer):
     def done(self, connection: socket.socket) -> None:
         with self._lock:
             self._deadlines.pop(connection, None)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """The accepted connection, TLS-wrapped; its handshake runs in its own thread."""
+        connection, address = super().get_request()
+        if self.tls is not None:
+            connection = self.tls.wrap_socket(
+                connection, server_side=True, do_handshake_on_connect=False
+            )
+        return connection, address
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
@@ -87,8 +108,8 @@ class BoundedHTTPServer(ThreadingHTTPServer):
                 for connection in expired:
                     del self._deadlines[connection]
             for connection in expired:
-                with suppress(OSError):  # unblocks the handler's read; it then ends
-                    connection.shutdown(socket.SHUT_RDWR)
+                with suppress(OSError):  # unblocks the handler's read (TLS too); it then ends
+                    socket.socket.shutdown(connection, socket.SHUT_RDWR)
 
 
 class DeadlineHandler(BaseHTTPRequestHandler):
@@ -100,6 +121,37 @@ class DeadlineHandler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         self.timeout = self.server.read_timeout  # no single read waits longer
         super().setup()
+        if self.server.tls is not None:  # the handshake is due within the deadline too
+            self.server.watch(self.connection)
+            try:
+                self.connection.do_handshake()
+            finally:
+                self.server.done(self.connection)
+
+    def parse_request(self) -> bool:
+        """The request line and headers, then the web config's basic auth: a request without
+        the right credentials gets 401 whatever its path or method."""
+        if not super().parse_request():
+            return False
+        auth = self.server.auth
+        if auth is None or auth.check(self.headers.get("Authorization")):
+            return True
+        self.request_read()
+        self.close_connection = True  # its body, if any, is not read
+        body = b"Unauthorized\n"
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", "Basic")
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        return False
+
+    def end_headers(self) -> None:
+        for name, value in self.server.extra_headers.items():
+            self.send_header(name, value)
+        super().end_headers()
 
     def handle_one_request(self) -> None:
         self.server.watch(self.connection)

@@ -21,6 +21,11 @@ def service_parser(prog: str, description: str, default_listen: str) -> argparse
         dest="listen_address",
         help=f"HOST:PORT to listen on (default {default_listen})",
     )
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        help="TLS and basic auth, in exporter-toolkit's format (default: plain HTTP, no auth)",
+    )
     parser.add_argument("--log.level", dest="log_level", default="info", choices=LOG_LEVELS)
     return parser
 

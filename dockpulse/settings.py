@@ -2,6 +2,10 @@
 
 Every service uses the same rules, so a mistake reads the same everywhere: one line naming the
 field and its environment variable, exit code 2, no stack trace.
+
+Every variable can also be given as a file, Docker secrets' convention: `NAME_FILE=/run/secrets/x`
+sets NAME to that file's content (one trailing newline dropped), so a secret need not sit in a
+command line or in `docker inspect`'s environment. Setting both NAME and NAME_FILE is an error.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -89,9 +93,44 @@ def read_yaml(path: str | Path | None) -> dict[str, Any]:
     return data
 
 
+FILE_SUFFIX = "_FILE"
+
+
+def read_secret_file(variable: str, environ: Mapping[str, str], field: str = "") -> str | None:
+    """The value of `variable` from `environ`, or from the file `variable_FILE` names; None when
+    neither is set. ConfigError naming the field (or the variable) when both are, or when the
+    file cannot be read."""
+    file_variable = variable + FILE_SUFFIX
+    path = environ.get(file_variable)
+    if not path:
+        return environ.get(variable) or None
+    name = f"{field} ({{}})" if field else "{}"
+    if environ.get(variable):
+        both = name.format(f"{variable}, {file_variable}")
+        raise ConfigError(f"{both}: set one of them, not both")
+    try:
+        return Path(path).read_text().removesuffix("\n").removesuffix("\r")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(f"{name.format(file_variable)}: cannot read {path}: {reason}") from None
+
+
 def env_overrides(env_to_field: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, str]:
-    """The fields set through environment variables, keyed by field name."""
-    return {field: environ[var] for var, field in env_to_field.items() if environ.get(var)}
+    """The fields set through environment variables (or their NAME_FILE), keyed by field."""
+    found = {field: read_secret_file(var, environ, field) for var, field in env_to_field.items()}
+    return {field: value for field, value in found.items() if value}
+
+
+def export_secret_files(
+    variables: Iterable[str], environ: MutableMapping[str, str] | None = None
+) -> None:
+    """For variables a library reads itself (boto3's AWS_SECRET_ACCESS_KEY, libpq's PGPASSWORD):
+    NAME_FILE's content becomes NAME in this process's environment (NAME_FILE is dropped)."""
+    environ = os.environ if environ is None else environ
+    for variable in variables:
+        value = read_secret_file(variable, environ)
+        if environ.pop(variable + FILE_SUFFIX, None) and value:
+            environ[variable] = value
 
 
 def validate(model: type[Model], data: Mapping[str, Any]) -> Model:

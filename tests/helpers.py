@@ -38,9 +38,11 @@ def wait_until(check: Callable[[], T], timeout: float = 20.0, interval: float = 
 Samples = list[tuple[str, dict[str, str], float]]
 
 
-def scrape(url: str) -> Samples:
-    """Every sample at a /metrics URL as (name, labels, value)."""
-    text = requests.get(url, timeout=5).text
+def scrape(url: str, auth: tuple[str, str] | None = None) -> Samples:
+    """Every sample at a /metrics URL as (name, labels, value); `auth`: basic auth."""
+    answer = requests.get(url, timeout=5, auth=auth)
+    answer.raise_for_status()
+    text = answer.text
     return [
         (sample.name, sample.labels, sample.value)
         for family in text_string_to_metric_families(text)

@@ -431,17 +431,22 @@ def alert_charts(
     max_charts: int = 10,
     now: float | None = None,
     cancel: threading.Event | None = None,
+    auth: tuple[str, str] | None = None,
+    verify: bool | str = True,
 ) -> list[Chart]:
     """One chart (or reason) per alert of a digest, all within one `budget`, in order.
 
     Alerts past `max_charts`, or reached when too little of the budget is left, get a reason
     instead: a stuck Prometheus costs the digest `budget` once, not once per alert. Once
     `cancel` is set, the chart being fetched and the ones not yet drawn get a reason too.
+    `auth` and `verify` (a CA file): a Prometheus behind its web config.
     """
     _check_positive(window=window, budget=budget, max_charts=max_charts)
     deadline = time.monotonic() + budget
     charts = []
     with requests.Session() as session:
+        session.auth, session.verify = auth, verify
+        session.trust_env = verify is True  # else REQUESTS_CA_BUNDLE would replace the CA
         for index, alert in enumerate(alerts):
             remaining = deadline - time.monotonic()
             if index >= max_charts:

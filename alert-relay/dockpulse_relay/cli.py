@@ -11,7 +11,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dockpulse.service import service_parser, setup_logging, stop_on_signals
-from dockpulse.settings import ConfigError, exit_with_config_error, split_listen_address
+from dockpulse.settings import (
+    ConfigError,
+    exit_with_config_error,
+    export_secret_files,
+    split_listen_address,
+)
+from dockpulse.web_config import load_web_config
 from dockpulse_relay.alert_log import AlertLog
 from dockpulse_relay.backends import make_backend
 from dockpulse_relay.config import DEFAULT_LISTEN_ADDRESS, RelayConfig, load_config
@@ -22,6 +28,8 @@ from dockpulse_relay.silence_watch import SilenceWatcher
 from dockpulse_relay.store import StoreError, describe_store, open_store
 
 PROGRAM = "dockpulse-relay"
+# Secrets boto3 and libpq read from the environment themselves: each may come as NAME_FILE.
+LIBRARY_SECRETS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PGPASSWORD")
 SWITCH_INTERVAL_SECONDS = 0.001
 log = logging.getLogger("dockpulse_relay")
 
@@ -53,6 +61,7 @@ def dead_letters_parser() -> argparse.ArgumentParser:
 def dead_letters(argv: list[str]) -> int:
     args = dead_letters_parser().parse_args(argv)
     try:
+        export_secret_files(LIBRARY_SECRETS)
         config = load_config(args.config_file, {})
     except ConfigError as exc:
         exit_with_config_error(PROGRAM, exc)
@@ -122,6 +131,7 @@ class Relay:
             self.store,
             config.max_connections,
             config.read_timeout,
+            load_web_config(config.web_config_file),
         )
 
     def _heartbeat_at(self) -> float | None:
@@ -150,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
     try:
-        config = load_config(args.config_file, {"listen_address": args.listen_address})
+        flags = {"listen_address": args.listen_address, "web_config_file": args.web_config_file}
+        export_secret_files(LIBRARY_SECRETS)
+        config = load_config(args.config_file, flags)
         relay = Relay(config)
     except ConfigError as exc:
         exit_with_config_error(PROGRAM, exc)

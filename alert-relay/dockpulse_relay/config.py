@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from dockpulse.settings import ConfigError, Duration, load_settings, split_listen_address
+from dockpulse.web_config import load_web_config
 from dockpulse_relay.store import POSTGRES_SCHEMES
 
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9095"
@@ -15,6 +16,7 @@ DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9095"
 # Environment variable -> field; the YAML file and the flags use the field names.
 ENVIRONMENT = {
     "RELAY_LISTEN_ADDRESS": "listen_address",
+    "RELAY_WEB_CONFIG_FILE": "web_config_file",
     "RELAY_AUTH_TOKEN": "auth_token",
     "RELAY_STORE": "store",
     "RELAY_STORE_SYNC": "store_sync",
@@ -45,6 +47,9 @@ ENVIRONMENT = {
     "RELAY_MAX_CONNECTIONS": "max_connections",
     "RELAY_READ_TIMEOUT": "read_timeout",
     "PROMETHEUS_URL": "prometheus_url",
+    "PROMETHEUS_USERNAME": "prometheus_username",
+    "PROMETHEUS_PASSWORD": "prometheus_password",
+    "PROMETHEUS_CA_FILE": "prometheus_ca_file",
     "GRAFANA_URL": "grafana_url",
     "CHART_WINDOW": "chart_window",
     "CHART_BUDGET": "chart_budget",
@@ -70,6 +75,7 @@ class RelayConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     listen_address: str = DEFAULT_LISTEN_ADDRESS
+    web_config_file: Path | None = None  # TLS and basic auth on every route (web_config.py)
     auth_token: SecretStr | None = None  # when set, POST /webhook needs `Bearer <token>`
     # The durable queue: a SQLite file, or a postgresql:// URL that relay replicas share.
     store: Path | str = Path("data/relay.db")
@@ -107,6 +113,10 @@ class RelayConfig(BaseModel):
     read_timeout: Duration = 10.0  # a client must send each request within this
 
     prometheus_url: str = "http://127.0.0.1:9090"
+    # Prometheus behind its --web.config.file: basic auth for the graphs' queries, and the CA
+    prometheus_username: str | None = None
+    prometheus_password: SecretStr | None = None
+    prometheus_ca_file: Path | None = None
     grafana_url: str | None = None  # mails link the container-detail dashboard when set
     chart_window: Duration = 3600.0  # the graph in a mail shows this much history
     chart_budget: Duration = 2.0  # the most the graphs may delay one planning pass's mails
@@ -208,6 +218,17 @@ class RelayConfig(BaseModel):
         return self.alertmanager_username, password
 
     @property
+    def prometheus_auth(self) -> tuple[str, str] | None:
+        if self.prometheus_username is None:
+            return None
+        password = self.prometheus_password.get_secret_value() if self.prometheus_password else ""
+        return self.prometheus_username, password
+
+    @property
+    def prometheus_verify(self) -> bool | str:
+        return str(self.prometheus_ca_file) if self.prometheus_ca_file else True
+
+    @property
     def sender(self) -> str:
         return self.sender_email or "dockpulse-relay@localhost"
 
@@ -242,8 +263,22 @@ def check_backend(config: RelayConfig) -> None:
             "alertmanager_username: required when alertmanager_password_file is set "
             "(ALERTMANAGER_USERNAME)"
         )
+    check_authentication(config)
+
+
+def check_authentication(config: RelayConfig) -> None:
+    """A bearer token or the web config's basic-auth users, not both (they are the same
+    `Authorization` header), and one of them unless on loopback or told otherwise."""
+    web_config = load_web_config(config.web_config_file)
+    basic_auth = web_config is not None and bool(web_config.users)
+    if basic_auth and config.auth_token is not None:
+        raise ConfigError(
+            "auth_token: not with basic_auth_users in web.config.file (both use the "
+            "Authorization header); Alertmanager then sends basic_auth to the webhook"
+        )
     host, _ = split_listen_address(config.listen_address)
-    if config.auth_token is None and not config.allow_no_auth and host not in LOOPBACK_HOSTS:
+    unauthenticated = not basic_auth and config.auth_token is None
+    if unauthenticated and not config.allow_no_auth and host not in LOOPBACK_HOSTS:
         raise ConfigError(
             f"auth_token: required when listening on {host} (not loopback only); "
             "set RELAY_ALLOW_NO_AUTH=true to serve the webhook without a token"

@@ -323,6 +323,8 @@ class Dispatcher:
                         budget=remaining,
                         max_charts=config.charts_per_digest,
                         cancel=cancel,
+                        auth=config.prometheus_auth,
+                        verify=config.prometheus_verify,
                     )
                 except Exception as exc:  # a chart is never worth a mail
                     log.exception("charts for a %s mail failed", plan.kind)

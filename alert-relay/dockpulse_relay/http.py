@@ -19,6 +19,7 @@ from collections.abc import Callable
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from dockpulse.http_server import BoundedHTTPServer, DeadlineHandler
+from dockpulse.web_config import WebConfig
 from dockpulse_relay.alert_log import AlertLog
 from dockpulse_relay.alerts import PayloadError, parse_notification
 from dockpulse_relay.heartbeat import evaluated_at
@@ -109,6 +110,7 @@ def make_server(
     store: Store,
     max_connections: int = 64,
     read_timeout: float = 10.0,
+    web_config: WebConfig | None = None,
 ) -> BoundedHTTPServer:
     class Handler(DeadlineHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: Alertmanager reuses connections
@@ -186,4 +188,6 @@ def make_server(
         def log_message(self, format: str, *args: object) -> None:
             return  # one line per webhook would drown the log; metrics count them
 
-    return BoundedHTTPServer((host, port), Handler, max_connections, read_timeout, BUSY_REPLY)
+    return BoundedHTTPServer(
+        (host, port), Handler, max_connections, read_timeout, BUSY_REPLY, web_config=web_config
+    )

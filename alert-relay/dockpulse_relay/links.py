@@ -155,8 +155,10 @@ def create_silence(
     comment: str = "silenced from an alert mail",
     created_by: str = "dockpulse-relay",
     timeout: float = 5.0,
+    auth: tuple[str, str] | None = None,
 ) -> str:
-    """Create a silence of `duration` seconds from now through API v2; its id."""
+    """Create a silence of `duration` seconds from now through API v2; its id. `auth`: basic
+    auth for an Alertmanager behind its web config."""
     now = datetime.now(UTC)
     body = {
         "matchers": [
@@ -170,7 +172,10 @@ def create_silence(
     }
     try:
         answer = requests.post(
-            f"{alertmanager_url.rstrip('/')}/api/v2/silences", json=body, timeout=timeout
+            f"{alertmanager_url.rstrip('/')}/api/v2/silences",
+            json=body,
+            timeout=timeout,
+            auth=auth,
         )
     except requests.RequestException as exc:
         raise SilenceError(f"Alertmanager at {alertmanager_url} unreachable: {exc}") from None

@@ -14,6 +14,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from dockpulse.service import service_parser, setup_logging, stop_on_signals
 from dockpulse.settings import ConfigError, exit_with_config_error, split_listen_address
+from dockpulse.web_config import load_web_config
 from dockpulse_exporter.cgroups import CgroupReader, read_machine
 from dockpulse_exporter.collector import ContainerMetrics, ExporterCollector
 from dockpulse_exporter.config import DEFAULT_LISTEN_ADDRESS, ExporterConfig, load_config
@@ -121,6 +122,7 @@ class Exporter:
             self.exposition,
             config.http_read_timeout,
             config.http_max_connections,
+            web_config=load_web_config(config.web_config_file),
             container_context=self.context.answer,
         )
 
@@ -181,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level)
     flags = {
         "listen_address": args.listen_address,
+        "web_config_file": args.web_config_file,
         "docker_host": args.docker_host,
         "refresh_interval": args.refresh_interval,
     }

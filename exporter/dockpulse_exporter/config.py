@@ -26,6 +26,7 @@ DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9487"
 ENVIRONMENT = {
     "DOCKER_HOST": "docker_host",
     "EXPORTER_LISTEN_ADDRESS": "listen_address",
+    "EXPORTER_WEB_CONFIG_FILE": "web_config_file",
     "EXPORTER_REFRESH_INTERVAL": "refresh_interval",
     "EXPORTER_RESYNC_INTERVAL": "resync_interval",
     "EXPORTER_CGROUP_ROOT": "cgroup_root",
@@ -135,6 +136,7 @@ class ExporterConfig(BaseModel):
 
     docker_host: str = "unix:///var/run/docker.sock"
     listen_address: ListenAddress = DEFAULT_LISTEN_ADDRESS
+    web_config_file: Path | None = None  # TLS and basic auth (dockpulse/web_config.py)
     refresh_interval: Duration = 5.0
     resync_interval: Duration = 60.0
     cgroup_root: Path = Path("/sys/fs/cgroup")

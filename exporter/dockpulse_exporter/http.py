@@ -1,7 +1,8 @@
 """Serving `/metrics` from memory: a scrape never waits on Docker or on a render of containers.
 
 Hardened against slow or idle clients by the shared `BoundedHTTPServer`: each request must
-arrive within `read_timeout`, and at most `max_connections` are served at once.
+arrive within `read_timeout`, and at most `max_connections` are served at once. HTTP/1.1
+keep-alive, as the relay.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from urllib.parse import unquote
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from dockpulse.http_server import BoundedHTTPServer, DeadlineHandler
+from dockpulse.web_config import WebConfig
 from dockpulse_exporter.exposition import Exposition
 
 LANDING_PAGE = b"""<html><head><title>dockpulse exporter</title></head><body>
@@ -30,11 +32,18 @@ def make_server(
     read_timeout: float = 10.0,
     max_connections: int = 32,
     container_context: ContainerContextRoute | None = None,
+    web_config: WebConfig | None = None,
 ) -> BoundedHTTPServer:
     """`container_context(ref)` -> (status, JSON body) answers the context route (context.py);
     it runs in the request's own thread, never in the scrape's path."""
 
     class Handler(DeadlineHandler):
+        # Keep-alive: Prometheus reuses its connection, so a TLS scrape pays the handshake
+        # once per connection (an idle one is closed after `read_timeout`).
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+        wbufsize = 64 * 1024  # headers and body leave together, flushed per request
+
         def do_GET(self) -> None:
             self.request_read()
             path = self.path.split("?", 1)[0]
@@ -72,4 +81,6 @@ def make_server(
         def log_message(self, format: str, *args: object) -> None:
             return  # scrapes are not worth a log line each
 
-    return BoundedHTTPServer((host, port), Handler, max_connections, read_timeout)
+    return BoundedHTTPServer(
+        (host, port), Handler, max_connections, read_timeout, web_config=web_config
+    )

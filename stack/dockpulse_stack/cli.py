@@ -1,4 +1,5 @@
-"""`dockpulse`: the stack's own commands (engine, images, demo, down, stress).
+"""`dockpulse`: the stack's own commands (engine, images, demo, down, stress, reload,
+web-config).
 
 Every failure a user can meet ends in one line saying what failed and what to do, exit status 2.
 """
@@ -7,14 +8,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import docker
 import requests
 
-from dockpulse_stack.demo import demo, down, stress
+from dockpulse_stack.demo import DEMO_DIR, demo, down, stress
 from dockpulse_stack.engine import discover_engine
 from dockpulse_stack.errors import StackError
+from dockpulse_stack.images import REPO_ROOT
 from dockpulse_stack.rootfs import busybox_image, python_base_image
+from dockpulse_stack.web_access import WebAccess, reload, write_users_web_configs
 
 EXIT_FAILURE = 2
 
@@ -43,7 +47,43 @@ def parser() -> argparse.ArgumentParser:
         default=0,
         help="Locust worker processes under one master (0: Locust alone)",
     )
+    reload_parser = commands.add_parser(
+        "reload",
+        help="after editing a rule: promtool check rules, then reload Prometheus and "
+        "Alertmanager with the demo's credentials (a broken edit changes nothing)",
+    )
+    reload_parser.add_argument("--rules", type=Path, default=REPO_ROOT / "prometheus" / "rules")
+    reload_parser.add_argument(
+        "--alertmanager-config",
+        type=Path,
+        default=REPO_ROOT / "alertmanager" / "alertmanager.yml",
+    )
+    reload_parser.add_argument("--prometheus", default="http://127.0.0.1:9090", help="its URL")
+    reload_parser.add_argument("--alertmanager", default="http://127.0.0.1:9093", help="its URL")
+    reload_parser.add_argument(
+        "--credentials",
+        type=Path,
+        default=DEMO_DIR / "web",
+        help="folder of prometheus_password and alertmanager_password (the demo's)",
+    )
+    web_parser = commands.add_parser(
+        "web-config",
+        help="the web configs and password files docker-compose.yaml's secrets name "
+        "(DOCKPULSE_WEB_DIR); passwords already there are kept",
+    )
+    web_parser.add_argument("folder", type=Path, nargs="?", default=Path("web"))
     return parser
+
+
+def reload_stack(args: argparse.Namespace) -> int:
+    servers = [
+        WebAccess("Prometheus", args.prometheus, args.credentials / "prometheus_password"),
+        WebAccess("Alertmanager", args.alertmanager, args.credentials / "alertmanager_password"),
+    ]
+    rule_files = sorted(args.rules.glob("*.yml"))
+    for line in reload(rule_files, args.alertmanager_config, servers):
+        print(f"dockpulse: {line}")
+    return 0
 
 
 def worker_count(text: str) -> int:
@@ -59,6 +99,12 @@ def run(args: argparse.Namespace) -> int:
         return down(volumes=args.volumes)
     if args.command == "stress":
         return stress(args.profile, args.duration, args.workers)
+    if args.command == "reload":
+        return reload_stack(args)
+    if args.command == "web-config":
+        for path in write_users_web_configs(args.folder):
+            print(path)
+        return 0
     engine = discover_engine()
     if args.command == "engine":
         print(engine.host)

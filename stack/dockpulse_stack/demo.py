@@ -35,6 +35,7 @@ from dockpulse_stack.errors import StackError
 from dockpulse_stack.images import RELAY, REPO_ROOT, build_stack_images
 from dockpulse_stack.ports import check_ports_free
 from dockpulse_stack.rootfs import image_exists
+from dockpulse_stack.web_access import write_web_configs
 
 # Settings, secrets copy, outbox and engine record of the demo (DOCKPULSE_DEMO_DIR to move it).
 DEMO_DIR = Path(os.environ.get("DOCKPULSE_DEMO_DIR", REPO_ROOT / ".demo"))
@@ -99,8 +100,9 @@ def write_env_file(
     secret_values: dict[str, str] | None = None,
 ) -> None:
     """The Compose settings of a host-network stack: secrets (`secret_values`, else the file's,
-    else new ones), the engine's socket and group for the exporter, the outbox folder;
-    `settings` add or override."""
+    else new ones), the engine's socket and group for the exporter, the outbox folder, and the
+    web configs and password files made from the secrets in `web/` beside `path`
+    (DOCKPULSE_WEB_DIR); `settings` add or override."""
     values: dict[str, str] = {}
     if path.exists():
         for line in path.read_text().splitlines():
@@ -116,9 +118,11 @@ def write_env_file(
         "DOCKER_GID": str(socket.stat().st_gid),
         "DOCKER_ROOT_DIR": docker_root_dir(engine),
         "OUTBOX_PATH": str(outbox),
+        "DOCKPULSE_WEB_DIR": str(path.parent / "web"),
     }
     values |= settings or {}
     path.parent.mkdir(parents=True, exist_ok=True)
+    write_web_configs(Path(values["DOCKPULSE_WEB_DIR"]), values)
     path.touch(mode=0o600)
     path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
 
@@ -145,7 +149,8 @@ def print_where(engine_host: str, outbox: Path, grafana: bool) -> None:
         lines.append(f"  {'Grafana':<22} not started: image {GRAFANA_IMAGE} is not available here")
     alert_log = f"docker exec {PROJECT}-alert-relay-1 tail -f {ALERT_LOG}"
     print("\ndockpulse: the stack is up.\n" + "\n".join(lines))
-    print(f"\n  Alert mails (.eml)     {outbox}/")
+    print(f"\n  Credentials            user dockpulse, passwords in {DEMO_DIR / 'web'}/")
+    print(f"  Alert mails (.eml)     {outbox}/")
     print(f"  Alert log (JSON)       {alert_log}")
     print(f"  Docker by hand         export DOCKER_HOST={engine_host}")
     print(f"  See an alert           docker kill {PROJECT}-webapp-1   (mail within ~15 s)")

@@ -20,7 +20,10 @@ import sys
 from dockpulse_stack.engine import Engine
 from dockpulse_stack.errors import StackError
 
-SECRET_NAMES = ("POSTGRES_PASSWORD", "RELAY_AUTH_TOKEN", "GF_ADMIN_PASSWORD")
+# The web configs' passwords (web_access.py) are not bound to any volume: a record made
+# before them gains them without the data volumes being removed.
+WEB_SECRET_NAMES = ("PROMETHEUS_PASSWORD", "ALERTMANAGER_PASSWORD", "EXPORTER_PASSWORD")
+SECRET_NAMES = ("POSTGRES_PASSWORD", "RELAY_AUTH_TOKEN", "GF_ADMIN_PASSWORD", *WEB_SECRET_NAMES)
 RECORD_VOLUME = "dockpulse-demo-secrets"
 LABEL_PREFIX = "org.dockpulse.demo.secret."
 
@@ -62,6 +65,9 @@ def demo_secrets(engine: Engine, project: str) -> dict[str, str]:
     recorded = recorded_secrets(engine)
     if recorded is not None and set(recorded) == set(SECRET_NAMES):
         return recorded
+    if recorded is not None and set(recorded) >= set(SECRET_NAMES) - set(WEB_SECRET_NAMES):
+        remove_volumes(engine, [RECORD_VOLUME])
+        return record_secrets(engine, recorded)
     stale = project_volumes(engine, project)
     if stale:
         print(
@@ -73,7 +79,12 @@ def demo_secrets(engine: Engine, project: str) -> dict[str, str]:
         remove_volumes(engine, stale)
     if recorded is not None:
         remove_volumes(engine, [RECORD_VOLUME])
-    fresh = {name: secrets.token_urlsafe(24) for name in SECRET_NAMES}
+    return record_secrets(engine, {})
+
+
+def record_secrets(engine: Engine, known: dict[str, str]) -> dict[str, str]:
+    """Record `known` and a new value for every other secret; all of them."""
+    fresh = {name: known.get(name) or secrets.token_urlsafe(24) for name in SECRET_NAMES}
     labels = [
         arg for name, value in fresh.items() for arg in ("--label", f"{LABEL_PREFIX}{name}={value}")
     ]

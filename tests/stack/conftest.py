@@ -29,6 +29,7 @@ from dockpulse_stack.images import (
     WEBAPP,
     build_stack_images,
 )
+from dockpulse_stack.web_access import USER
 from tests.support.local_stack import copy_rules
 
 # The host-network stack listens on fixed ports (its config files name them).
@@ -121,6 +122,13 @@ def stack(
         stack.run(
             "down", "--volumes", "--remove-orphans", "--timeout", "5", check=False, capture=True
         )
+
+
+def web_auth(stack: Stack, server: str) -> tuple[str, str]:
+    """The basic-auth credentials of `server` (prometheus, alertmanager, exporter) in `stack`:
+    the password file write_env_file made beside its env file."""
+    password_file = stack.env_file.parent / "web" / f"{server}_password"
+    return USER, password_file.read_text().strip()
 
 
 def outbox_of(stack: Stack) -> Path:

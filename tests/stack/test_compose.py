@@ -34,7 +34,7 @@ from dockpulse_stack.demo import run_stress
 from dockpulse_stack.errors import StackError
 from dockpulse_stack.images import REPO_ROOT
 from tests.helpers import scrape, value, values, wait_until
-from tests.stack.conftest import outbox_of
+from tests.stack.conftest import outbox_of, web_auth
 from tests.support.local_stack import alertmanager_config
 from tests.support.mail import mails_about
 from tests.support.mail_view import SERIES_BLUE, THRESHOLD_RED, chart_as_shown, colour_pixels
@@ -230,8 +230,10 @@ def service_states(stack: Stack) -> dict[str, tuple[str, str]]:
 def test_every_service_but_grafana_is_up_healthy_and_watched(stack: Stack) -> None:
     assert service_states(stack) == {name: ("running", "healthy") for name in RUNNING}
 
+    exporter = web_auth(stack, "exporter")
+
     def exporter_sees_all() -> bool:
-        samples = scrape("http://127.0.0.1:9487/metrics")
+        samples = scrape("http://127.0.0.1:9487/metrics", exporter)
         up = {
             labels["container_label_com_docker_compose_service"]: v
             for name, labels, v in samples
@@ -246,11 +248,13 @@ def test_every_service_but_grafana_is_up_healthy_and_watched(stack: Stack) -> No
         )
 
     wait_until(exporter_sees_all, timeout=30)
-    samples = scrape("http://127.0.0.1:9487/metrics")
+    samples = scrape("http://127.0.0.1:9487/metrics", exporter)
     assert values(samples, "container_memory_usage_bytes", name=f"{stack.project}-webapp-1")[0] > 0
 
     def targets_up() -> set[str]:
-        targets = requests.get("http://127.0.0.1:9090/api/v1/targets", timeout=5).json()
+        targets = requests.get(
+            "http://127.0.0.1:9090/api/v1/targets", auth=web_auth(stack, "prometheus"), timeout=5
+        ).json()
         up = {t["labels"]["job"] for t in targets["data"]["activeTargets"] if t["health"] == "up"}
         return up if {"exporter", "webapp", "relay", "prometheus", "alertmanager"} <= up else set()
 
@@ -342,20 +346,100 @@ def test_memory_intensive_stress_mails_a_graph_and_a_silence_link_that_works(
     matchers = matchers_from_silence_url(silence_link)
     assert matchers["alertname"] == "ContainerHighMemory" and matchers["name"] == container
     alertmanager = silence_link.partition("#")[0]
-    silence_id = create_silence(alertmanager, matchers, duration=300, comment="from the mail")
+    auth = web_auth(stack, "alertmanager")
+    silence_id = create_silence(
+        alertmanager, matchers, duration=300, comment="from the mail", auth=auth
+    )
 
     def silenced() -> bool:
-        alerts = requests.get(f"{alertmanager}api/v2/alerts", timeout=5).json()
+        alerts = requests.get(f"{alertmanager}api/v2/alerts", timeout=5, auth=auth).json()
         mine = [a for a in alerts if a["labels"].get("alertname") == "ContainerHighMemory"]
         return bool(mine) and all(silence_id in a["status"]["silencedBy"] for a in mine)
 
     wait_until(silenced, timeout=20)
-    silences = requests.get(f"{alertmanager}api/v2/silences", timeout=5).json()
+    silences = requests.get(f"{alertmanager}api/v2/silences", timeout=5, auth=auth).json()
     assert [s["status"]["state"] for s in silences if s["id"] == silence_id] == ["active"]
 
 
+# Run inside the webapp container: each request of argv[1] (name: [method, url, JSON body])
+# without credentials; prints each one's HTTP status (or why it failed) as JSON.
+ATTACKER = """
+import json, sys, urllib.error, urllib.request
+def attempt(method, url, body):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    try:
+        return urllib.request.urlopen(request, timeout=10).status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError as error:
+        return str(error)
+attacks = json.loads(sys.argv[1])
+print(json.dumps({name: attempt(*attack) for name, attack in attacks.items()}))
+"""
+
+
+def attacks(silence_id: str) -> dict[str, list[object]]:
+    """What the monitored app could do to the monitoring without credentials (issue 18)."""
+    now = time.time()
+    every_alert = {
+        "matchers": [{"name": "alertname", "value": ".+", "isRegex": True, "isEqual": True}],
+        "startsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+        "endsAt": "2036-01-01T00:00:00Z",
+        "createdBy": "attacker",
+        "comment": "quiet",
+    }
+    injected = [{"labels": {"alertname": "InjectedByTheApp", "severity": "critical"}}]
+    firing = {"status": "firing", "alerts": [{"labels": {"alertname": "InjectedByTheApp"}}]}
+    return {
+        "prometheus quit": ["POST", "http://127.0.0.1:9090/-/quit", None],
+        "prometheus reload": ["POST", "http://127.0.0.1:9090/-/reload", None],
+        "silence everything": ["POST", "http://127.0.0.1:9093/api/v2/silences", every_alert],
+        "expire a silence": ["DELETE", f"http://127.0.0.1:9093/api/v2/silence/{silence_id}", None],
+        "inject an alert": ["POST", "http://127.0.0.1:9093/api/v2/alerts", injected],
+        "read the exporter": ["GET", "http://127.0.0.1:9487/metrics", None],
+        "post to the relay": ["POST", "http://127.0.0.1:9095/webhook", firing],
+    }
+
+
 @pytest.mark.docker
-def test_a_stopped_container_is_mailed_as_critical(stack: Stack) -> None:
+def test_the_monitored_app_cannot_touch_the_monitoring_and_an_incident_is_still_mailed(
+    stack: Stack,
+) -> None:
+    """Issue 18's proof, from inside the webapp container (it shares 127.0.0.1 with the stack):
+    every request without credentials is refused, nothing changed, and a container stopped
+    afterwards is still mailed as critical."""
+    alertmanager, prometheus = web_auth(stack, "alertmanager"), web_auth(stack, "prometheus")
+    silences_url = "http://127.0.0.1:9093/api/v2/silences"
+    before = requests.get(silences_url, auth=alertmanager, timeout=5).json()
+    silence_id = create_silence(
+        "http://127.0.0.1:9093", {"alertname": "NotARealAlert"}, duration=600, auth=alertmanager
+    )
+    webapp = f"{stack.project}-webapp-1"
+    attempt = stack.docker(
+        "exec", webapp, "python3", "-c", ATTACKER, json.dumps(attacks(silence_id))
+    )
+    assert attempt.returncode == 0, attempt.stderr
+    answers = json.loads(attempt.stdout)
+    refused = {name: status for name, status in answers.items() if status in (401, 403)}
+    assert refused == answers, f"not refused: {set(answers) - set(refused)}: {answers}"
+
+    # Nothing changed: the silences are the same (ours still active), nothing injected,
+    # Prometheus up and answering its operator.
+    after = requests.get(silences_url, auth=alertmanager, timeout=5).json()
+    assert {s["id"] for s in after} == {s["id"] for s in before} | {silence_id}
+    assert [s["status"]["state"] for s in after if s["id"] == silence_id] == ["active"]
+    assert not [s for s in after if s["createdBy"] == "attacker"]
+    alerts = requests.get("http://127.0.0.1:9093/api/v2/alerts", auth=alertmanager, timeout=5)
+    assert "InjectedByTheApp" not in alerts.text
+    ready = requests.get("http://127.0.0.1:9090/-/ready", auth=prometheus, timeout=5)
+    assert ready.status_code == 200
+
+    check_stopped_container_is_mailed_as_critical(stack)
+
+
+def check_stopped_container_is_mailed_as_critical(stack: Stack) -> None:
     outbox = outbox_of(stack)
     container = f"{stack.project}-webapp-1"
     stack.run("kill", "webapp", capture=True)

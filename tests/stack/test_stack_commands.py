@@ -3,6 +3,7 @@ stopping a Docker engine only when the demo started it (a `sleep` stands in for 
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -32,6 +33,26 @@ def test_settings_keep_their_secrets_and_name_the_engine_socket(tmp_path: Path) 
     assert first["DOCKER_SOCKET"] == str(path)
     assert first["DOCKER_GID"] == str(path.stat().st_gid)
     assert second["WEBAPP_CPUS"] == "0.5"
+    # The web configs made from the secrets (what docker-compose.yaml's secrets name) load in
+    # promtool, and each password file holds its server's secret.
+    web = Path(second["DOCKPULSE_WEB_DIR"])
+    configs = sorted(web.glob("*-web.yml"))
+    assert [path.name for path in configs] == [
+        "alertmanager-web.yml",
+        "exporter-web.yml",
+        "prometheus-web.yml",
+    ]
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is not installed (apt-get install prometheus)"
+    for config in configs:
+        checked = subprocess.run(
+            [promtool, "check", "web-config", str(config)], capture_output=True, text=True
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    for server in ("prometheus", "alertmanager", "exporter"):
+        password = (web / f"{server}_password").read_text().strip()
+        assert password == second[f"{server.upper()}_PASSWORD"]
+        assert f"http_password = {password}" in (web / f"{server}.wgetrc").read_text()
 
 
 def test_compose_failures_are_not_swallowed(tmp_path: Path) -> None:

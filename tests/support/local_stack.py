@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Sequence
 from copy import deepcopy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -86,10 +86,13 @@ class Service:
     port: int
     process: subprocess.Popen[bytes]
     folder: Path
+    # behind a web config: `https` and what requests needs (`auth`, `verify`) to get in
+    scheme: str = field(default="http", kw_only=True)
+    request_options: dict[str, Any] = field(default_factory=dict, kw_only=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def log(self) -> Path:
@@ -102,7 +105,8 @@ class Service:
             if self.process.poll() is not None:
                 raise LocalStackError(f"{self.name} exited:\n{self.log.read_text()[-3000:]}")
             try:
-                if requests.get(self.url + path, timeout=2).status_code == 200:
+                answer = requests.get(self.url + path, timeout=2, **self.request_options)
+                if answer.status_code == 200:
                     return
             except requests.RequestException:
                 pass
@@ -203,6 +207,9 @@ def prometheus_config(
     targets = [f"127.0.0.1:{port}" for port in alertmanager_ports]
     config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = targets
     exporter = next(job for job in config["scrape_configs"] if job["job_name"] == "exporter")
+    # The shipped credentials are Compose secrets; the local servers have no web config.
+    config["alerting"]["alertmanagers"][0].pop("basic_auth")
+    exporter.pop("basic_auth")
     ports = [exporter_port] if isinstance(exporter_port, int) else list(exporter_port)
     if targets_file is None:
         del exporter["file_sd_configs"]
@@ -283,6 +290,8 @@ class LocalStack:
         port: int,
         ready_path: str,
         env: dict[str, str] | None = None,
+        scheme: str = "http",
+        request_options: dict[str, Any] | None = None,
     ) -> Service:
         """Start a server process and wait until `ready_path` answers 200."""
         folder = self.folder(name)
@@ -294,7 +303,9 @@ class LocalStack:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        service = Service(name, port, process, folder)
+        service = Service(
+            name, port, process, folder, scheme=scheme, request_options=request_options or {}
+        )
         self.services.append(service)
         service.wait_ready(ready_path)
         return service
@@ -331,6 +342,7 @@ class LocalStack:
         flags: Sequence[str] = (),
         smtp_port: int | None = None,
         port: int | None = None,
+        request_options: dict[str, Any] | None = None,
         **caps: str,
     ) -> Service:
         """The real Alertmanager from `alertmanager_config`: clustering off, or gossiping on
@@ -350,12 +362,17 @@ class LocalStack:
             *(f"--cluster.peer=127.0.0.1:{peer}" for peer in peers),
             *flags,
         ]
-        return self.start(name, args, port, "/-/ready")
+        return self.start(name, args, port, "/-/ready", request_options=request_options)
 
     def prometheus(
-        self, config: dict[str, Any], name: str = "prometheus", flags: tuple[str, ...] = ()
+        self,
+        config: dict[str, Any],
+        name: str = "prometheus",
+        flags: tuple[str, ...] = (),
+        request_options: dict[str, Any] | None = None,
     ) -> Service:
-        """The real Prometheus with `config` (see `prometheus_config`) and extra `flags`."""
+        """The real Prometheus with `config` (see `prometheus_config`) and extra `flags`;
+        `request_options` (requests' `auth`) when a flag gives it a web config."""
         folder, port = self.folder(name), free_port()
         config_file = folder / "prometheus.yml"
         config_file.write_text(yaml.safe_dump(config))
@@ -366,7 +383,7 @@ class LocalStack:
             f"--web.listen-address=127.0.0.1:{port}",
             *flags,
         ]
-        return self.start(name, args, port, "/-/ready")
+        return self.start(name, args, port, "/-/ready", request_options=request_options)
 
     def exporter(
         self,
@@ -374,9 +391,13 @@ class LocalStack:
         name: str = "exporter",
         port: int | None = None,
         docker_host: str | None = None,
+        web_config: Path | None = None,
+        scheme: str = "http",
+        request_options: dict[str, Any] | None = None,
     ) -> Service:
         """`dockpulse-exporter` with `config` on `port` (default: a free one), against the engine
-        at `docker_host` (default: DOCKER_HOST)."""
+        at `docker_host` (default: DOCKER_HOST); behind `web_config` if given, reached with
+        `scheme` and `request_options` (requests' `auth`, `verify`)."""
         folder, port = self.folder(name), port or free_port()
         config_file = folder / "exporter.yml"
         config_file.write_text(yaml.safe_dump(config))
@@ -386,9 +407,10 @@ class LocalStack:
             "dockpulse_exporter.cli",
             f"--config.file={config_file}",
             f"--web.listen-address=127.0.0.1:{port}",
+            *([f"--web.config.file={web_config}"] if web_config else []),
         ]
         env = {"DOCKER_HOST": docker_host} if docker_host else None
-        return self.start(name, args, port, "/metrics", env)
+        return self.start(name, args, port, "/metrics", env, scheme, request_options)
 
     def stop(self) -> None:
         """Stop every service, the last started first."""
