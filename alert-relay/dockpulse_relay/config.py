@@ -55,6 +55,8 @@ ENVIRONMENT = {
     "CHART_BUDGET": "chart_budget",
     "CHARTS_PER_DIGEST": "charts_per_digest",
     "EXPORTER_URL": "exporter_url",
+    "EXPORTER_USERNAME": "exporter_username",
+    "EXPORTER_PASSWORD": "exporter_password",
     "CONTEXTS_PER_DIGEST": "contexts_per_digest",
     "SENDER_EMAIL": "sender_email",
     "RECIPIENT_EMAILS": "recipient_emails",
@@ -124,6 +126,8 @@ class RelayConfig(BaseModel):
     # Where the exporter an alert's `instance` label names answers for its containers (why a
     # container went down, in the mail; within chart_budget too): `{instance}` is replaced.
     exporter_url: str = "http://{instance}"
+    exporter_username: str | None = None  # the exporter behind its --web.config.file
+    exporter_password: SecretStr | None = None
     contexts_per_digest: int = Field(default=5, gt=0)  # a larger digest has contexts for these
     sender_email: str | None = None
     recipient_emails: list[str] = Field(default_factory=list)
@@ -219,10 +223,11 @@ class RelayConfig(BaseModel):
 
     @property
     def prometheus_auth(self) -> tuple[str, str] | None:
-        if self.prometheus_username is None:
-            return None
-        password = self.prometheus_password.get_secret_value() if self.prometheus_password else ""
-        return self.prometheus_username, password
+        return _basic_auth(self.prometheus_username, self.prometheus_password)
+
+    @property
+    def exporter_auth(self) -> tuple[str, str] | None:
+        return _basic_auth(self.exporter_username, self.exporter_password)
 
     @property
     def prometheus_verify(self) -> bool | str:
@@ -235,6 +240,13 @@ class RelayConfig(BaseModel):
     @property
     def recipients(self) -> list[str]:
         return self.recipient_emails or ["operators@localhost"]
+
+
+def _basic_auth(username: str | None, password: SecretStr | None) -> tuple[str, str] | None:
+    """(user, password) for requests, or None without a user."""
+    if username is None:
+        return None
+    return username, password.get_secret_value() if password else ""
 
 
 def _check_address(address: str) -> str:

@@ -106,6 +106,7 @@ class ContextFetch:
         exporter_url: str,
         max_contexts: int,
         timeout: float,
+        auth: tuple[str, str] | None = None,
     ) -> ContextFetch:
         wanted = [
             index
@@ -116,6 +117,7 @@ class ContextFetch:
         if not wanted:
             return cls(slots)
         session = requests.Session()
+        session.auth = auth  # the exporter's basic auth (EXPORTER_USERNAME/PASSWORD), if any
         pool = ThreadPoolExecutor(max_workers=min(WORKERS, len(wanted)), thread_name_prefix="ctx")
         for count, index in enumerate(wanted):
             if count >= max_contexts:

@@ -287,6 +287,7 @@ class Dispatcher:
             self.config.exporter_url,
             self.config.contexts_per_digest,
             timeout=max(deadline - time.monotonic(), 0.1),
+            auth=self.config.exporter_auth,
         )
 
     def _charts(

@@ -11,6 +11,7 @@ check-config`) first, so a broken edit is reported in one line and the running r
 
 from __future__ import annotations
 
+import base64
 import secrets
 import shutil
 import subprocess
@@ -55,9 +56,10 @@ def web_config(password: str, cost: int = BCRYPT_COST) -> dict[str, object]:
 
 
 def write_web_configs(folder: Path, secret_values: dict[str, str]) -> dict[str, Path]:
-    """`<server>-web.yml`, `<server>_password` and `<server>.wgetrc` (the health checks' GNU
-    wget reads its credentials there, never from a command line) in `folder` for each server;
-    their paths by name (`prometheus-web`, `prometheus_password`, `prometheus.wgetrc`, ...).
+    """`<server>-web.yml`, `<server>_password` and `<server>_basic_auth` (the `Authorization:
+    Basic` value the health checks read with `cat`, in BusyBox's wget as in GNU wget, never
+    from a command line of their own) in `folder` for each server; their paths by name
+    (`prometheus-web`, `prometheus_password`, `prometheus_basic_auth`, ...).
     Readable by the containers' users (the folder itself is the demo's, 0700); files whose
     password is unchanged are left alone."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -66,16 +68,16 @@ def write_web_configs(folder: Path, secret_values: dict[str, str]) -> dict[str, 
         password = secret_values[secret]
         password_file = folder / f"{server}_password"
         config_file = folder / f"{server}-web.yml"
-        wgetrc = folder / f"{server}.wgetrc"
+        basic_auth = folder / f"{server}_basic_auth"
         unchanged = password_file.exists() and password_file.read_text().strip() == password
-        if not (unchanged and config_file.exists() and wgetrc.exists()):
+        if not (unchanged and config_file.exists() and basic_auth.exists()):
             config_file.write_text(yaml.safe_dump(web_config(password)))
             password_file.write_text(password + "\n")
-            wgetrc.write_text(f"http_user = {USER}\nhttp_password = {password}\n")
-        for path in (config_file, password_file, wgetrc):
+            basic_auth.write_text(base64.b64encode(f"{USER}:{password}".encode()).decode())
+        for path in (config_file, password_file, basic_auth):
             path.chmod(0o644)
         paths[f"{server}-web"], paths[f"{server}_password"] = config_file, password_file
-        paths[f"{server}.wgetrc"] = wgetrc
+        paths[f"{server}_basic_auth"] = basic_auth
     return paths
 
 

@@ -8,13 +8,19 @@ import email
 import email.policy
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
+import bcrypt
 import pytest
+import yaml
 
 from dockpulse.settings import ConfigError
+from dockpulse.web_config import load_web_config
+from dockpulse_exporter.http import make_server
 from dockpulse_relay.alerts import parse_notification
 from dockpulse_relay.config import load_config
 from dockpulse_relay.container_context import ContainerContext, ContextFetch
@@ -96,3 +102,38 @@ def test_an_exporter_away_or_stuck_costs_at_most_the_budget(stuck_port: int) -> 
 def test_the_exporter_url_must_name_the_instance() -> None:
     with pytest.raises(ConfigError, match=r"^exporter_url \(EXPORTER_URL\): expected"):
         load_config(None, {"exporter_url": "http://exporter:9487"})
+
+
+def test_the_context_is_fetched_with_the_exporters_credentials(tmp_path: Path) -> None:
+    """The exporter behind its web config (the demo's): with EXPORTER_USERNAME/PASSWORD the
+    context arrives; without them the mail says the exporter refused."""
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
+    config_file = tmp_path / "web.yml"
+    config_file.write_text(yaml.safe_dump({"basic_auth_users": {"dockpulse": hashed}}))
+    server = make_server(
+        "127.0.0.1",
+        0,
+        None,  # type: ignore[arg-type]  # /metrics is not asked for here
+        web_config=load_web_config(config_file),
+        container_context=lambda ref: (200, {**HOSTILE, "container": ref}),
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        (parsed,) = parse_notification(
+            json.dumps(notification(alert("ContainerDown", "web"))).encode()
+        )
+        down = replace(
+            parsed, labels={**parsed.labels, "instance": f"127.0.0.1:{server.server_address[1]}"}
+        )
+        config = load_config(
+            None, {"exporter_username": "dockpulse", "exporter_password": "s3cret"}
+        )
+        began = time.monotonic()
+        with_auth = ContextFetch.start([down], "http://{instance}", 5, 2.0, config.exporter_auth)
+        (found,) = with_auth.collect(began + 2.0)
+        without = ContextFetch.start([down], "http://{instance}", 5, 2.0)
+        (refused,) = without.collect(began + 4.0)
+    finally:
+        server.shutdown()
+    assert found is not None and found.data is not None and found.data["container"] == "web"
+    assert refused is not None and refused.data is None, refused

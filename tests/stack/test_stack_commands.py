@@ -3,6 +3,7 @@ stopping a Docker engine only when the demo started it (a `sleep` stands in for 
 
 from __future__ import annotations
 
+import base64
 import shutil
 import socket
 import subprocess
@@ -52,7 +53,8 @@ def test_settings_keep_their_secrets_and_name_the_engine_socket(tmp_path: Path) 
     for server in ("prometheus", "alertmanager", "exporter"):
         password = (web / f"{server}_password").read_text().strip()
         assert password == second[f"{server.upper()}_PASSWORD"]
-        assert f"http_password = {password}" in (web / f"{server}.wgetrc").read_text()
+        header = base64.b64decode((web / f"{server}_basic_auth").read_text()).decode()
+        assert header == f"dockpulse:{password}"
 
 
 def test_compose_failures_are_not_swallowed(tmp_path: Path) -> None:
