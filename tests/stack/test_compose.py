@@ -101,8 +101,18 @@ def test_users_file_is_valid_and_pins_every_image(tmp_path: Path) -> None:
     proxy = services["docker-socket-proxy"]
     rules = [v for v in proxy["volumes"] if v["target"] == proxy["command"][-1]]
     assert rules and rules[0]["source"].endswith("exporter/socket-proxy/haproxy.cfg")
-    assert proxy["environment"]["DOCKER_API_PROXY_BIND"] == "127.0.0.1:2375"
-    assert services["exporter"]["environment"]["DOCKER_HOST"] == "tcp://127.0.0.1:2375"
+    # A unix socket in a volume only the proxy and the exporter mount: no TCP port that every
+    # process of the stack's network namespace (the demo app's too) could reach.
+    assert proxy["environment"]["DOCKER_API_PROXY_BIND"] == "unix@/run/docker-api/docker.sock"
+    assert (
+        services["exporter"]["environment"]["DOCKER_HOST"] == "unix:///run/docker-api/docker.sock"
+    )
+    mounting = {
+        name
+        for name, service in services.items()
+        if any(v.get("source") == "docker-api" for v in service.get("volumes", []))
+    }
+    assert mounting == {"docker-socket-proxy", "exporter"}
     assert services["stress-generator"]["profiles"] == ["stress"]
     for name in HA:  # the second peer, the second relay and their store: on demand
         assert services[name]["profiles"] == ["ha"], name
