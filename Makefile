@@ -7,7 +7,7 @@ TARGET ?= http://127.0.0.1:8000
 DURATION ?= 4m
 WORKERS ?= 0
 
-.PHONY: install install-stack test test-cgroupv2 lint bench-exporter bench-probes bench-relay bench-chaos bench-mail-chart images demo down stress stress-local webapp-image bench-time-to-detect
+.PHONY: install install-stack test test-cgroupv2 lint bench-exporter bench-probes bench-relay bench-chaos bench-mail-chart bench-demo-paths images demo down stress stress-local webapp-image bench-time-to-detect
 
 # Two stamps: the demo needs only `.[stack]`; the tests need `.[dev]` (which includes it).
 $(VENV)/.installed-stack: pyproject.toml
@@ -58,6 +58,10 @@ bench-chaos: install
 # A critical mail with and without its graph, webhook in -> mail in the outbox (p50/p99).
 bench-mail-chart: install
 	$(PY) -m bench.mail_chart --mails 50
+
+# `make demo` cold and warm on each path: their engine with a registry, offline, no Docker (root).
+bench-demo-paths: install
+	flock /tmp/dockpulse-stack.lock $(PY) -m bench.demo_paths
 
 # The whole stack on this machine (Docker engine, images, docker-compose); Ctrl-C leaves it up.
 demo: install-stack
