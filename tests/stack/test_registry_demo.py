@@ -121,6 +121,7 @@ def test_demo_as_a_user_on_their_engine_pulls_through_the_registry(
             USER, "demo", "--no-follow", env={"DOCKPULSE_DEMO_DIR": str(demo_dir)}, timeout=900
         )
         assert up.returncode == 0, up.stderr[-3000:]
+        print(*(line for line in up.stderr.splitlines() if " in " in line), sep="\n")  # timings
         assert dockerd_pids() == before  # the user's engine, no second dockerd
         assert f"Docker engine at {host} (the default socket)" in up.stderr
 
@@ -152,7 +153,7 @@ def test_demo_as_a_user_on_their_engine_pulls_through_the_registry(
         outbox = demo_dir / "outbox"
         assert docker(host, "kill", "dockpulse-webapp-1").returncode == 0
         deadline = time.monotonic() + 180
-        while not any("dockpulse-webapp-1" in mail for mail in mails(outbox)):
+        while not any("ContainerDown" in m and "dockpulse-webapp-1" in m for m in mails(outbox)):
             assert time.monotonic() < deadline, f"no mail about the webapp in {outbox}"
             time.sleep(1)
     finally:
