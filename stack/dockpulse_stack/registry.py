@@ -71,9 +71,10 @@ def pull(engine: Engine, name: str, timeout: int = 600) -> bool:
 
 def report_progress(name: str, events: object) -> int | str:
     """Follow a pull's event stream, a line every PROGRESS_EVERY seconds (megabytes downloaded
-    of those known so far); returns the number of layers, or the error the stream ended with."""
+    of those known so far, layers done); returns the number of layers, or the stream's error."""
     downloaded: dict[str, tuple[int, int]] = {}
     layers: set[str] = set()
+    done: set[str] = set()
     last = time.monotonic()
     for event in events:  # type: ignore[attr-defined]
         if "error" in event:
@@ -82,15 +83,18 @@ def report_progress(name: str, events: object) -> int | str:
         status = event.get("status", "")
         if status in ("Pulling fs layer", "Already exists", "Waiting"):
             layers.add(layer)
+        if status in ("Pull complete", "Already exists"):
+            done.add(layer)
         detail = event.get("progressDetail") or {}
         if status == "Downloading" and detail.get("total"):
             downloaded[layer] = (int(detail.get("current", 0)), int(detail["total"]))
         if time.monotonic() - last >= PROGRESS_EVERY:
             last = time.monotonic()
-            current = sum(done for done, _ in downloaded.values()) / MEGABYTE
+            current = sum(part for part, _ in downloaded.values()) / MEGABYTE
             total = sum(size for _, size in downloaded.values()) / MEGABYTE
             print(
-                f"dockpulse:   ... {name}: {current:.0f} of {total:.0f} MB",
+                f"dockpulse:   ... {name}: {current:.0f} of {total:.0f} MB downloaded, "
+                f"{len(done)} of {len(layers)} layers done",
                 file=sys.stderr,
                 flush=True,
             )
