@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -52,6 +53,7 @@ DEBIAN_ROOTFS_TAGS = {
     *(i.debian_base[0] for i in (PROMETHEUS, POSTGRES) if i.debian_base),
 }
 USERS_CONTAINER = "users-own-app"
+PRIVATE_ENGINE_DIR = "/tmp/dockpulse-engine"  # where the user's demo would start its own dockerd
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +103,21 @@ def user(users_engine: Engine) -> Iterator[Path]:
         subprocess.run(["userdel", "--remove", USER], capture_output=True)
 
 
+def dockerds_of_the_demo(others: set[int]) -> list[str]:
+    """dockerd processes besides `others` that the demo could have started: the user's own, or
+    on its private state folder (other dockerds may come and go: the machine is shared)."""
+    found = []
+    for pid in dockerd_pids() - others:
+        try:
+            owner = Path(f"/proc/{pid}").stat().st_uid
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if owner == pwd.getpwnam(USER).pw_uid or PRIVATE_ENGINE_DIR in cmdline:
+            found.append(cmdline)
+    return found
+
+
 def mails(outbox: Path) -> list[str]:
     return [path.read_text(errors="replace") for path in sorted(outbox.glob("*.eml"))]
 
@@ -122,7 +139,7 @@ def test_demo_as_a_user_on_their_engine_pulls_through_the_registry(
         )
         assert up.returncode == 0, up.stderr[-3000:]
         print(*(line for line in up.stderr.splitlines() if " in " in line), sep="\n")  # timings
-        assert dockerd_pids() == before  # the user's engine, no second dockerd
+        assert dockerds_of_the_demo(before) == []  # the user's engine, no second dockerd
         assert f"Docker engine at {host} (the default socket)" in up.stderr
 
         # Every upstream image pulled through the mirror, nothing built from Debian packages.
@@ -152,9 +169,12 @@ def test_demo_as_a_user_on_their_engine_pulls_through_the_registry(
         # A killed demo container is mailed.
         outbox = demo_dir / "outbox"
         assert docker(host, "kill", "dockpulse-webapp-1").returncode == 0
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 120
         while not any("ContainerDown" in m and "dockpulse-webapp-1" in m for m in mails(outbox)):
-            assert time.monotonic() < deadline, f"no mail about the webapp in {outbox}"
+            if time.monotonic() > deadline:
+                relay = docker(host, "logs", "--tail", "15", "dockpulse-alert-relay-1")
+                listed = sorted(path.name for path in outbox.iterdir())
+                pytest.fail(f"no mail about the webapp in {outbox} {listed}:\n{relay.stderr}")
             time.sleep(1)
     finally:
         down = as_user(USER, "down", env={"DOCKPULSE_DEMO_DIR": str(demo_dir)}, timeout=300)
@@ -167,7 +187,7 @@ def test_demo_as_a_user_on_their_engine_pulls_through_the_registry(
     assert running.strip() == "true"
     images = set(docker(host, "images", "--format={{.Repository}}:{{.Tag}}").stdout.split())
     assert {users_image, *STAND_INS} <= images
-    assert dockerd_pids() == before
+    assert dockerds_of_the_demo(before) == []
 
 
 def test_a_pull_the_registry_refuses_names_the_image_and_the_reason(
