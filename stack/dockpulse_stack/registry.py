@@ -62,7 +62,8 @@ def pull(engine: Engine, name: str, timeout: int = 600) -> bool:
             reason = layers
         else:
             elapsed = time.monotonic() - started
-            print(f"dockpulse: pulled {name} ({layers} layers) in {elapsed:.1f}s", file=sys.stderr)
+            fetched = f"{layers} layers downloaded" if layers else "up to date"
+            print(f"dockpulse: pulled {name} ({fetched}) in {elapsed:.1f}s", file=sys.stderr)
             return True
     if registry_unreachable(reason):
         return False
@@ -71,10 +72,12 @@ def pull(engine: Engine, name: str, timeout: int = 600) -> bool:
 
 def report_progress(name: str, events: object) -> int | str:
     """Follow a pull's event stream, a line every PROGRESS_EVERY seconds (megabytes downloaded
-    of those known so far, layers done); returns the number of layers, or the stream's error."""
+    of those known so far, layers done); returns how many layers were downloaded, or the
+    stream's error."""
     downloaded: dict[str, tuple[int, int]] = {}
     layers: set[str] = set()
     done: set[str] = set()
+    existing: set[str] = set()
     last = time.monotonic()
     for event in events:  # type: ignore[attr-defined]
         if "error" in event:
@@ -85,6 +88,8 @@ def report_progress(name: str, events: object) -> int | str:
             layers.add(layer)
         if status in ("Pull complete", "Already exists"):
             done.add(layer)
+        if status == "Already exists":
+            existing.add(layer)
         detail = event.get("progressDetail") or {}
         if status == "Downloading" and detail.get("total"):
             downloaded[layer] = (int(detail.get("current", 0)), int(detail["total"]))
@@ -98,4 +103,4 @@ def report_progress(name: str, events: object) -> int | str:
                 file=sys.stderr,
                 flush=True,
             )
-    return len(layers)
+    return len(done - existing)
