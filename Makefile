@@ -7,7 +7,7 @@ TARGET ?= http://127.0.0.1:8000
 DURATION ?= 4m
 WORKERS ?= 0
 
-.PHONY: reload web-config install install-stack test test-fast test-cgroupv2 lint bench-exporter bench-socket-proxy bench-probes bench-label-probes bench-relay bench-chaos bench-mail-chart bench-mail-context images demo down stress stress-local webapp-image bench-time-to-detect
+.PHONY: reload web-config install install-stack test test-fast test-cgroupv2 lint bench-exporter bench-socket-proxy bench-probes bench-label-probes bench-relay bench-chaos bench-mail-chart bench-mail-context bench-demo-paths images demo down stress stress-local webapp-image bench-time-to-detect
 
 # Two stamps: the demo needs only `.[stack]`; the tests need `.[dev]` (which includes it).
 $(VENV)/.installed-stack: pyproject.toml
@@ -76,6 +76,10 @@ bench-mail-chart: install
 # What a container's context adds to a critical mail (p50/p99); the event rings at 1,000 containers.
 bench-mail-context: install
 	$(PY) -m bench.mail_context --mails 40 --containers 1000
+
+# `make demo` cold and warm on each path: their engine with a registry, offline, no Docker (root).
+bench-demo-paths: install
+	flock /tmp/dockpulse-stack.lock $(PY) -m bench.demo_paths
 
 # The whole stack on this machine (Docker engine, images, docker-compose); Ctrl-C leaves it up.
 demo: install-stack

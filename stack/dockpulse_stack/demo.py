@@ -1,8 +1,9 @@
 """The whole stack under Docker Compose on this machine: `dockpulse demo`, `down`, `stress`.
 
-`demo` finds or starts a Docker engine, builds the local images, writes the demo's settings and
-secrets to `.demo/` (git-ignored), runs the users' docker-compose.yaml with the host-network
-override, prints where everything is and follows the logs until Ctrl-C; the stack keeps running.
+`demo` finds or starts a Docker engine, pulls or builds the images (`images.pulled_or_built`),
+writes the demo's settings and secrets to `.demo/` (git-ignored), runs the users'
+docker-compose.yaml with the host-network override, prints where everything is and follows the
+logs until Ctrl-C; the stack keeps running.
 `down` stops the stack, and the private dockerd only when `demo` started it.
 """
 
@@ -32,14 +33,14 @@ from dockpulse_stack.engine import (
     unmount_leftovers,
 )
 from dockpulse_stack.errors import StackError
-from dockpulse_stack.images import RELAY, REPO_ROOT, build_stack_images
+from dockpulse_stack.images import GRAFANA_IMAGE, RELAY, REPO_ROOT, pulled_or_built
 from dockpulse_stack.ports import check_ports_free
-from dockpulse_stack.rootfs import image_exists
 from dockpulse_stack.web_access import write_web_configs
 
 # Settings, secrets copy, outbox and engine record of the demo (DOCKPULSE_DEMO_DIR to move it).
 DEMO_DIR = Path(os.environ.get("DOCKPULSE_DEMO_DIR", REPO_ROOT / ".demo"))
-GRAFANA_IMAGE = "grafana/grafana:11.3.1"  # as pinned in docker-compose.yaml
+GRAFANA_URL = "http://127.0.0.1:3000"
+GRAFANA_PASSWORD_FILE = "grafana-admin-password"  # in DEMO_DIR; the user is `admin`
 # dockerd started by `dockpulse demo`: its pid, so `down` stops that one and nothing else.
 ENGINE_MARKER = "started-by-dockpulse-demo"
 ALERT_LOG = "/var/log/dockpulse/container_alerts.log"  # in the alert-relay container
@@ -128,10 +129,15 @@ def write_env_file(
 
 
 def prepare_outbox(engine: Engine, outbox: Path) -> None:
-    """The outbox folder on the host, writable by the relay's user, readable here."""
+    """The outbox folder on the host, writable by the relay's user, readable here. A normal
+    user cannot give it to the relay's uid: it is then writable by all, which exposes nothing
+    as long as its parent (the demo folder, mode 700) lets nobody else in."""
     outbox.mkdir(parents=True, exist_ok=True)
-    os.chown(outbox, image_user_id(engine, RELAY.tag), os.getgid())
-    outbox.chmod(0o755)
+    if os.geteuid() == 0:
+        os.chown(outbox, image_user_id(engine, RELAY.tag), os.getgid())
+        outbox.chmod(0o755)
+    elif outbox.stat().st_uid == os.geteuid():
+        outbox.chmod(0o777)
 
 
 def record_engine(engine: Engine, demo_dir: Path) -> None:
@@ -141,12 +147,27 @@ def record_engine(engine: Engine, demo_dir: Path) -> None:
         (engine.state_dir / ENGINE_MARKER).write_text(f"{engine.process.pid}\n")
 
 
-def print_where(engine_host: str, outbox: Path, grafana: bool) -> None:
+def write_grafana_password(demo_dir: Path, password: str) -> Path:
+    """Grafana's admin password in a file only this user can read; returns its path."""
+    path = demo_dir / GRAFANA_PASSWORD_FILE
+    path.touch(mode=0o600)
+    path.write_text(password + "\n")
+    return path
+
+
+def grafana_line(password_file: Path | None) -> str:
+    """The summary's Grafana line: where it is, or exactly what to do to have it."""
+    if password_file is not None:
+        return f"{GRAFANA_URL}/  (user admin, password in {password_file})"
+    return (
+        f"not started: {GRAFANA_IMAGE} could not be pulled; "
+        f"run `docker pull {GRAFANA_IMAGE}`, then `make demo` again"
+    )
+
+
+def print_where(engine_host: str, outbox: Path, grafana_password: Path | None) -> None:
     lines = [f"  {label:<22} {url}" for label, url in URLS]
-    if grafana:
-        lines.append(f"  {'Grafana':<22} http://127.0.0.1:3000/  (admin password: .demo/)")
-    else:
-        lines.append(f"  {'Grafana':<22} not started: image {GRAFANA_IMAGE} is not available here")
+    lines.append(f"  {'Grafana':<22} {grafana_line(grafana_password)}")
     alert_log = f"docker exec {PROJECT}-alert-relay-1 tail -f {ALERT_LOG}"
     print("\ndockpulse: the stack is up.\n" + "\n".join(lines))
     print(f"\n  Credentials            user dockpulse, passwords in {DEMO_DIR / 'web'}/")
@@ -181,15 +202,22 @@ def demo(follow: bool = True) -> int:
     DEMO_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
     record_engine(engine, DEMO_DIR)
     print(f"dockpulse: Docker engine at {engine.host} ({engine.source})", file=sys.stderr)
-    grafana = image_exists(engine, GRAFANA_IMAGE)
     env_file = DEMO_DIR / "compose.env"
-    stack = Stack(engine.host, env_file, profiles=("grafana",) if grafana else ())
-    running = {name for name, ready in stack.services().items() if ready}
+    running = {name for name, ready in Stack(engine.host, env_file).services().items() if ready}
     check_ports_free({name: port for name, port in STACK_PORTS.items() if name not in running})
-    build_stack_images(engine)
+    images = pulled_or_built(engine)
+    stack = Stack(engine.host, env_file, profiles=("grafana",) if images.grafana else ())
+    if images.grafana and "grafana" not in running:
+        check_ports_free({"grafana": 3000})
     outbox = DEMO_DIR / "outbox"
     prepare_outbox(engine, outbox)
-    write_env_file(env_file, engine, outbox, secret_values=demo_secrets(engine, PROJECT))
+    secret_values = demo_secrets(engine, PROJECT)
+    settings = dict(images.variables)
+    grafana_password = None
+    if images.grafana:
+        settings["GRAFANA_URL"] = GRAFANA_URL  # the mails' dashboard links
+        grafana_password = write_grafana_password(DEMO_DIR, secret_values["GF_ADMIN_PASSWORD"])
+    write_env_file(env_file, engine, outbox, settings, secret_values)
     if running and running >= set(STACK_PORTS):
         print("dockpulse: the stack is already up; bringing up what changed", file=sys.stderr)
     print("dockpulse: starting the stack (docker-compose up --wait) ...", file=sys.stderr)
@@ -198,7 +226,7 @@ def demo(follow: bool = True) -> int:
         report = "\n".join(stack.not_ready()) or "every container runs; see the output above"
         raise StackError(f"the stack did not become healthy:\n{report}")
     print(f"dockpulse: up in {time.monotonic() - started:.0f}s", file=sys.stderr)
-    print_where(engine.host, outbox, grafana)
+    print_where(engine.host, outbox, grafana_password)
     if follow:
         follow_logs(stack)
     return 0

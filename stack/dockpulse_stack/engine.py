@@ -101,10 +101,13 @@ def start_private_dockerd(
     timeout: float = 60.0,
     socket: Path | None = None,
     group: str | None = None,
+    mirrors: tuple[str, ...] = (),
+    data_root: Path | None = None,
 ) -> Engine:
-    """Start a private dockerd with its own data root, exec root and unix socket (`socket`,
-    by default in `state_dir`, owned by `group` when given); Debian's docker.io is installed
-    first only where no Docker installation is present at all."""
+    """Start a private dockerd with its own data root (`data_root`, by default in `state_dir`),
+    exec root and unix socket (`socket`, by default in `state_dir`, owned by `group` when
+    given), pulling Docker Hub's images through `mirrors` when given; Debian's docker.io is
+    installed first only where no Docker installation is present at all."""
     if docker_installed():
         missing = [command for command in ENGINE_PACKAGES if shutil.which(command) is None]
         if missing:
@@ -124,11 +127,12 @@ def start_private_dockerd(
     process = subprocess.Popen(
         [
             "dockerd",
-            f"--data-root={state_dir / 'data'}",
+            f"--data-root={data_root or state_dir / 'data'}",
             f"--exec-root={state_dir / 'exec'}",
             f"--pidfile={state_dir / 'dockerd.pid'}",
             f"--host={host}",
             *([f"--group={group}"] if group else []),
+            *(f"--registry-mirror={mirror}" for mirror in mirrors),
             *DOCKERD_FLAGS,
         ],
         stdout=log,

@@ -1,10 +1,12 @@
-"""The images the host-network stack runs (`dockpulse/*:local`), built here without a registry.
+"""The images the host-network stack runs: pulled where a registry answers, else built here.
 
-Debian packages give Prometheus, Alertmanager, PostgreSQL and the exporter's Docker socket proxy
-(haproxy): an mmdebstrap rootfs + a tiny Dockerfile from `stack/local-images/`; the project's own
-images are built from their Dockerfiles on the Debian Python base. Debian rootfs images are
-reused by tag; Dockerfile builds always run, so a code change is picked up, and Docker's layer
-cache makes an unchanged rebuild quick.
+`pulled_or_built` takes each pinned upstream image (`UPSTREAM_IMAGES`) the engine already has or
+can pull (`registry.pull`), and for each one that cannot be had because no registry answers
+builds its Debian-package stand-in (mmdebstrap rootfs + a tiny Dockerfile from `stack/local-
+images/`; the Docker socket proxy's is Debian's haproxy). The project's own images are built
+from their Dockerfiles on the pulled Python base, else on the Debian one. Debian rootfs images
+are reused by tag; Dockerfile builds always run, so a code change is picked up, and Docker's
+layer cache makes an unchanged rebuild quick.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from dockpulse_stack.engine import Engine
 from dockpulse_stack.errors import StackError
 from dockpulse_stack.host_packages import ensure_debian_packages
+from dockpulse_stack.registry import pull
 from dockpulse_stack.rootfs import (
     DEBIAN_IMAGE_TOOLS,
     PYTHON_BASE_TAG,
@@ -74,6 +77,40 @@ RELAY = LocalImage("dockpulse/alert-relay:local", "alert-relay/Dockerfile")
 LOADTEST = LocalImage("dockpulse/loadtest:local", "loadtest/Dockerfile")
 
 STACK_IMAGES = (PROMETHEUS, POSTGRES, SOCKET_PROXY, EXPORTER, WEBAPP, RELAY, LOADTEST)
+PYTHON_IMAGE = "python:3.11-slim"  # the project's Dockerfiles' BASE_IMAGE default
+GRAFANA_IMAGE = "grafana/grafana:11.3.1"  # no Debian package: started only where it can be had
+
+
+@dataclass(frozen=True)
+class UpstreamImage:
+    """A pinned upstream image (as docker-compose.yaml names it), the Compose variable of the
+    host-network override that selects it, and its stand-in built here from Debian packages."""
+
+    name: str
+    variable: str
+    stand_in: LocalImage | None  # None: the Debian Python base (`python_base_image`)
+
+
+UPSTREAM_IMAGES = (
+    UpstreamImage(PYTHON_IMAGE, "PYTHON_IMAGE", None),
+    UpstreamImage("prom/prometheus:v2.42.0", "PROMETHEUS_IMAGE", PROMETHEUS),
+    UpstreamImage("prom/alertmanager:v0.25.0", "ALERTMANAGER_IMAGE", PROMETHEUS),
+    UpstreamImage("postgres:15.10-bookworm", "POSTGRES_IMAGE", POSTGRES),
+    UpstreamImage(
+        "ghcr.io/tecnativa/docker-socket-proxy:v0.4.0", "SOCKET_PROXY_IMAGE", SOCKET_PROXY
+    ),
+)
+
+
+@dataclass(frozen=True)
+class StackImages:
+    """What the demo runs: the Compose variables naming each service's image, whether Grafana's
+    image is in the engine, and what is left to build here (on `python_base`, None: Debian's)."""
+
+    variables: dict[str, str]
+    grafana: bool
+    to_build: tuple[LocalImage, ...]
+    python_base: str | None
 
 
 @contextmanager
@@ -127,10 +164,11 @@ def run_docker_build(
     return tag
 
 
-def python_build_base(engine: Engine) -> str:
-    """The Debian Python base, plus the host's own CAs when it has any (a TLS-intercepting
-    proxy in front of PyPI): then `pip install` inside `docker build` trusts what the host does."""
-    base = python_base_image(engine)
+def python_build_base(engine: Engine, python_base: str | None = None) -> str:
+    """`python_base` (else the Debian Python base), plus the host's own CAs when it has any (a
+    TLS-intercepting proxy in front of PyPI): then `pip install` inside `docker build` trusts
+    what the host does."""
+    base = python_base or python_base_image(engine)
     certificates = sorted(LOCAL_CA_DIR.glob("*.crt"))
     if not certificates:
         return base
@@ -142,22 +180,28 @@ def python_build_base(engine: Engine) -> str:
     return LOCAL_CA_BASE_TAG
 
 
-def build_local_image(engine: Engine, image: LocalImage) -> str:
-    """Build one stack image (and its Debian base when missing); returns its tag."""
+def build_local_image(engine: Engine, image: LocalImage, python_base: str | None = None) -> str:
+    """Build one stack image (and its Debian base when missing) on `python_base` (else the
+    Debian Python base) or its Debian rootfs; returns its tag."""
     if image.debian_base is None:
-        base = python_build_base(engine)
+        base = python_build_base(engine, python_base)
     else:
         base = debian_image(engine, *image.debian_base)
     return docker_build(engine, image.tag, image.dockerfile, base)
 
 
-def build_stack_images(engine: Engine, images: tuple[LocalImage, ...] = STACK_IMAGES) -> None:
-    """Build every image the host-network stack needs, with progress on stderr.
+def build_stack_images(
+    engine: Engine, images: tuple[LocalImage, ...] = STACK_IMAGES, python_base: str | None = None
+) -> None:
+    """Build `images` (the project's on `python_base`, else the Debian Python base), with
+    progress on stderr.
 
     Two lines of work side by side: the Debian service images (mmdebstrap, mostly downloads and
     dpkg) and the project's images (pip, on the Python base), which saves minutes when cold.
     """
-    bases = {PYTHON_BASE_TAG} | {image.debian_base[0] for image in images if image.debian_base}
+    bases = {image.debian_base[0] for image in images if image.debian_base}
+    if python_base is None:
+        bases.add(PYTHON_BASE_TAG)
     if any(not image_exists(engine, tag) for tag in bases):
         ensure_debian_packages(DEBIAN_IMAGE_TOOLS)  # once, before the two lines of work start
     numbered = {image: number for number, image in enumerate(images, start=1)}
@@ -165,7 +209,7 @@ def build_stack_images(engine: Engine, images: tuple[LocalImage, ...] = STACK_IM
     def build_in_turn(chain: list[LocalImage]) -> None:
         for image in chain:
             with progress(f"[{numbered[image]}/{len(images)}] image {image.tag}"):
-                build_local_image(engine, image)
+                build_local_image(engine, image, python_base)
 
     chains = [
         [image for image in images if image.debian_base is not None],
@@ -174,3 +218,46 @@ def build_stack_images(engine: Engine, images: tuple[LocalImage, ...] = STACK_IM
     with ThreadPoolExecutor(max_workers=2) as pool:
         for done in [pool.submit(build_in_turn, chain) for chain in chains if chain]:
             done.result()
+
+
+def upstream_images_had(engine: Engine) -> set[str]:
+    """The upstream images (and Grafana's) the engine has or could pull now; after the first
+    that no registry answered for, the rest are not tried (Docker Hub, for every one)."""
+    registry_answers = True
+    had: set[str] = set()
+    for name in dict.fromkeys([image.name for image in UPSTREAM_IMAGES] + [GRAFANA_IMAGE]):
+        if image_exists(engine, name) or (registry_answers and pull(engine, name)):
+            had.add(name)
+        else:
+            registry_answers = False
+    return had
+
+
+def plan_images(engine: Engine) -> StackImages:
+    """Each upstream image the engine has or can pull, else (no registry answers) its Debian
+    stand-in, said in one line; a pull refused for another reason raises StackError."""
+    had = upstream_images_had(engine)
+    variables: dict[str, str] = {}
+    to_build = [image for image in STACK_IMAGES if image.debian_base is None]
+    for upstream in UPSTREAM_IMAGES:
+        stand_in = upstream.stand_in.tag if upstream.stand_in else PYTHON_BASE_TAG
+        if upstream.name in had:
+            variables[upstream.variable] = upstream.name
+            continue
+        print(
+            f"dockpulse: {upstream.name} cannot be pulled (no registry answers): "
+            f"building {stand_in} from Debian packages instead",
+            file=sys.stderr,
+        )
+        variables[upstream.variable] = stand_in
+        if upstream.stand_in is not None and upstream.stand_in not in to_build:
+            to_build.insert(0, upstream.stand_in)
+    python_base = PYTHON_IMAGE if PYTHON_IMAGE in had else None
+    return StackImages(variables, GRAFANA_IMAGE in had, tuple(to_build), python_base)
+
+
+def pulled_or_built(engine: Engine) -> StackImages:
+    """Every image the demo runs: pulled or had (`plan_images`), the rest built here."""
+    images = plan_images(engine)
+    build_stack_images(engine, images.to_build, images.python_base)
+    return images

@@ -3,7 +3,9 @@
 # BASE_IMAGE is the mmdebstrap rootfs with `prometheus`, `prometheus-alertmanager` and `wget`.
 ARG BASE_IMAGE=dockpulse/prometheus-debian:bookworm
 FROM ${BASE_IMAGE}
+# /bin/prometheus and /bin/alertmanager, as in the upstream images (bookworm has merged /usr).
 RUN mkdir -p /prometheus /alertmanager \
-    && chown nobody:nogroup /prometheus /alertmanager
+    && chown nobody:nogroup /prometheus /alertmanager \
+    && ln -s prometheus-alertmanager /usr/bin/alertmanager
 USER nobody
 WORKDIR /prometheus

@@ -11,4 +11,5 @@ RUN mkdir -p /run/docker-api && chown 65534:65534 /run/docker-api && chmod 700 /
 ENV DOCKER_API_PROXY_BIND=unix@/run/docker-api/docker.sock \
     DOCKER_SOCKET=/var/run/docker.sock
 USER 65534:65534
-ENTRYPOINT ["/usr/sbin/haproxy", "-db", "-f", "/etc/dockpulse/socket-proxy.cfg"]
+# The command docker-compose.yaml gives tecnativa's image too (haproxy runs in the foreground).
+CMD ["haproxy", "-f", "/etc/dockpulse/socket-proxy.cfg"]

@@ -65,22 +65,25 @@ def users(users_engine: str) -> Iterator[None]:
             subprocess.run(["userdel", "--remove", name], capture_output=True)
 
 
-def as_user(name: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """`dockpulse <args>` as `name`, with a login-like environment (no DOCKER_HOST, no sbin).
+def as_user(
+    name: str, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`dockpulse <args>` as `name`, with a login-like environment (no DOCKER_HOST, no sbin)
+    plus `env`.
     The test venv's interpreter lives under root's home, which a user cannot enter, so the
     system's Python 3.11 runs the venv's packages, as the user's own venv would."""
     home = pwd.getpwnam(name).pw_dir
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "USER": name, "LANG": "C.UTF-8"}
+    login = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "USER": name, "LANG": "C.UTF-8"}
     launcher = (
         f"import site, sys; site.addsitedir({VENV_SITE!r}); "
         "from dockpulse_stack.cli import main; sys.exit(main(sys.argv[1:]))"
     )
     return subprocess.run(
         ["/usr/sbin/runuser", "-u", name, "--", "/usr/bin/python3", "-c", launcher, *args],
-        env=env,
+        env=login | (env or {}),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         cwd="/",
     )
 
