@@ -7,7 +7,7 @@ TARGET ?= http://127.0.0.1:8000
 DURATION ?= 4m
 WORKERS ?= 0
 
-.PHONY: reload web-config install install-stack test test-fast test-cgroupv2 lint bench-exporter bench-socket-proxy bench-probes bench-label-probes bench-relay bench-chaos bench-mail-chart bench-mail-context bench-demo-paths images demo down stress stress-local webapp-image bench-time-to-detect
+.PHONY: reload web-config install install-stack test test-fast test-users-host test-cgroupv2 lint bench-exporter bench-socket-proxy bench-probes bench-label-probes bench-relay bench-chaos bench-mail-chart bench-mail-context bench-demo-paths images demo down stress stress-local webapp-image bench-time-to-detect
 
 # Two stamps: the demo needs only `.[stack]`; the tests need `.[dev]` (which includes it).
 $(VENV)/.installed-stack: pyproject.toml
@@ -33,11 +33,17 @@ lint: install
 # Two tiers (tests/conftest.py marks them): `fast` needs no dockerd, Prometheus, Alertmanager,
 # PostgreSQL or Chromium; `make test` runs it first, then the rest, each test once.
 test: lint
-	$(PY) -m pytest -m 'fast and not guest'
-	$(PY) -m pytest -m 'not fast and not guest'
+	$(PY) -m pytest -m 'fast and not guest and not users_host'
+	$(PY) -m pytest -m 'not fast and not guest and not users_host'
 
 test-fast: install
-	$(PY) -m pytest -m 'fast and not guest'
+	$(PY) -m pytest -m 'fast and not guest and not users_host'
+
+# make demo as a docker-group user on an engine at /var/run/docker.sock pulling through a
+# registry mirror (tests/stack/test_registry_demo.py): minutes cold (the project's images are
+# built again on that engine), about 2 minutes warm (~/.cache/dockpulse).
+test-users-host: install
+	$(PY) -m pytest -m users_host tests/stack
 
 # The exporter on a cgroup v2 + systemd Debian guest under qemu (tests/hosts/): builds the
 # image (cached in ~/.cache/dockpulse/guest by its inputs), boots it, asserts its checks.

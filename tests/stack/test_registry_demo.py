@@ -41,7 +41,7 @@ from dockpulse_stack.rootfs import PYTHON_BASE_TAG, busybox_image
 from tests.stack.test_users_engine import USER, as_user, dockerd_pids
 from tests.support.registry import Mirror, docker, mirror_path, push_stand_ins, running_mirror
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.users_host]
 
 CACHE = Path.home() / ".cache" / "dockpulse"
 STAND_INS = {
