@@ -81,18 +81,25 @@ def heartbeat_mail(heartbeat: Heartbeat, blind: bool, now: float, config: RelayC
     else:
         title = "[RESOLVED] Monitoring is back: the Watchdog heartbeat arrives again"
         text = f"Heartbeat received again at {clock_text(now)}; alerts reach you again.\n"
-    text = f"{title}\n\n{text}\n-- dockpulse-relay\n"
-    body = f"<html><body><pre>{html.escape(text)}</pre></body></html>\n"
-    token, message = build_message(
-        title, "heartbeat", text, body, config.sender, config.recipients, now
+    return notice_mail(
+        "heartbeat", title, f"{title}\n\n{text}\n-- dockpulse-relay\n", config, now, 0
     )
+
+
+def notice_mail(
+    kind: str, title: str, text: str, config: RelayConfig, now: float, priority: int
+) -> NewMail:
+    """A mail about the monitoring itself (heartbeat, silences): `text` as the plain part and,
+    preformatted and escaped, as the HTML one; no alert behind it."""
+    body = f"<html><body><pre>{html.escape(text)}</pre></body></html>\n"
+    token, message = build_message(title, kind, text, body, config.sender, config.recipients, now)
     return NewMail(
         message_id=token,
-        kind="heartbeat",
+        kind=kind,
         subject=title,
         message=message,
         alert_ids=[],
         first_received_at=now,
         cooldown=[],
-        priority=0,
+        priority=priority,
     )

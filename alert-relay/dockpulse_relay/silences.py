@@ -12,7 +12,6 @@ kept in the relay's store, so a restart (or a second replica) does not warn agai
 
 from __future__ import annotations
 
-import html
 import logging
 import re
 from dataclasses import dataclass
@@ -20,8 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from dockpulse_relay.config import RelayConfig
-from dockpulse_relay.heartbeat import clock_text, duration_text
-from dockpulse_relay.message import build_message
+from dockpulse_relay.heartbeat import clock_text, duration_text, notice_mail
 from dockpulse_relay.store import NewMail
 
 log = logging.getLogger(__name__)
@@ -157,20 +155,7 @@ def silence_mail(
         + f"\nWhile it lasts, the alerts it matches are not mailed. If it is not meant, expire it:"
         f"\n  {link}\nYou get this warning once for this silence.\n\n-- dockpulse-relay\n"
     )
-    body = f"<html><body><pre>{html.escape(text)}</pre></body></html>\n"
-    token, message = build_message(
-        title, "silence", text, body, config.sender, config.recipients, now
-    )
-    return NewMail(
-        message_id=token,
-        kind="silence",
-        subject=title,
-        message=message,
-        alert_ids=[],
-        first_received_at=now,
-        cooldown=[],
-        priority=1,
-    )
+    return notice_mail("silence", title, text, config, now, priority=1)
 
 
 def warnings_due(
