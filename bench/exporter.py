@@ -23,8 +23,9 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import docker
@@ -65,6 +66,28 @@ def remove_containers(engine: Engine, run_id: str) -> None:
         containers = client.containers.list(all=True, filters={"label": f"{BENCH_LABEL}={run_id}"})
         for container in containers:  # one at a time: parallel removals stalled dockerd here
             container.remove(force=True)
+
+
+@contextmanager
+def idle_containers(state_dir: Path, count: int) -> Iterator[tuple[Engine, str]]:
+    """A private dockerd in `state_dir` running `count` idle busybox containers of one run
+    (engine, run id); the containers and the engine are gone afterwards."""
+    print(f"starting a private dockerd in {state_dir}...", flush=True)
+    engine = start_private_dockerd(state_dir)
+    run_id = uuid.uuid4().hex[:8]
+    try:
+        image = busybox_image(engine)
+        print(f"starting {count} idle containers...", flush=True)
+        started = time.perf_counter()
+        start_containers(engine, image, count, run_id)
+        print(f"  started in {time.perf_counter() - started:.1f}s", flush=True)
+        yield engine, run_id
+    finally:
+        try:
+            remove_containers(engine, run_id)
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            print(f"cleanup: {exc} (the engine is stopped anyway)", flush=True)
+        engine.stop()
 
 
 def time_cycle(engine: Engine, count: int, repeats: int) -> dict[str, float]:
@@ -224,15 +247,7 @@ def main() -> None:
     parser.add_argument("--state-dir", type=Path, default=STATE_DIR, help="private dockerd's")
     args = parser.parse_args()
 
-    print(f"starting a private dockerd in {args.state_dir}...", flush=True)
-    engine = start_private_dockerd(args.state_dir)
-    run_id = uuid.uuid4().hex[:8]
-    try:
-        image = busybox_image(engine)
-        print(f"starting {args.containers} idle containers...", flush=True)
-        started = time.perf_counter()
-        start_containers(engine, image, args.containers, run_id)
-        print(f"  started in {time.perf_counter() - started:.1f}s", flush=True)
+    with idle_containers(args.state_dir, args.containers) as (engine, _):
         cycle = time_cycle(engine, args.containers, repeats=20)
         print(
             f"whole cycle of {args.containers}: {cycle['cycle']:.1f} ms (read {cycle['read']:.1f}"
@@ -260,12 +275,6 @@ def main() -> None:
             f"exposition_kb={process['exposition_kb']:.0f} gzip_kb={process['gzip_kb']:.0f}",
             flush=True,
         )
-    finally:
-        try:
-            remove_containers(engine, run_id)
-        except (docker.errors.DockerException, requests.RequestException) as exc:
-            print(f"cleanup: {exc} (the engine is stopped anyway)", flush=True)
-        engine.stop()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import bcrypt
@@ -24,13 +23,10 @@ import yaml
 
 from bench.exporter import (
     gzip_scrape,
+    idle_containers,
     percentile,
     process_cpu_seconds,
-    remove_containers,
-    start_containers,
 )
-from dockpulse_stack.engine import start_private_dockerd
-from dockpulse_stack.rootfs import busybox_image
 from tests.support.local_stack import LocalStack
 from tests.support.tls import make_certificates
 
@@ -64,13 +60,7 @@ def main() -> None:
     parser.add_argument("--state-dir", type=Path, default=STATE_DIR, help="private dockerd's")
     args = parser.parse_args()
 
-    print(f"starting a private dockerd in {args.state_dir}...", flush=True)
-    engine = start_private_dockerd(args.state_dir)
-    run_id = uuid.uuid4().hex[:8]
-    try:
-        image = busybox_image(engine)
-        print(f"starting {args.containers} idle containers...", flush=True)
-        start_containers(engine, image, args.containers, run_id)
+    with idle_containers(args.state_dir, args.containers) as (engine, _):
         with tempfile.TemporaryDirectory() as work_dir, LocalStack(Path(work_dir)) as stack:
             config_path, ca = web_config(Path(work_dir))
             settings = {"refresh_interval": "5s", "probes": []}
@@ -132,12 +122,6 @@ def main() -> None:
             ),
             flush=True,
         )
-    finally:
-        try:
-            remove_containers(engine, run_id)
-        except Exception as exc:  # the engine is stopped anyway
-            print(f"cleanup: {exc}", flush=True)
-        engine.stop()
 
 
 if __name__ == "__main__":

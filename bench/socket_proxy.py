@@ -17,19 +17,15 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
 import docker
-import requests
 
-from bench.exporter import BENCH_LABEL, percentile, remove_containers, start_containers
+from bench.exporter import BENCH_LABEL, idle_containers, percentile
 from dockpulse_exporter.docker_watch import DockerWatcher
 from dockpulse_stack.demo import socket_path
-from dockpulse_stack.engine import start_private_dockerd
-from dockpulse_stack.rootfs import busybox_image
 from tests.support.socket_proxy import socket_proxy
 
 STATE_DIR = Path("/tmp/dockpulse-proxy-bench-engine")
@@ -76,13 +72,7 @@ def main() -> None:
     parser.add_argument("--state-dir", type=Path, default=STATE_DIR, help="private dockerd's")
     args = parser.parse_args()
 
-    print(f"starting a private dockerd in {args.state_dir}...", flush=True)
-    engine = start_private_dockerd(args.state_dir)
-    run_id = uuid.uuid4().hex[:8]
-    try:
-        image = busybox_image(engine)
-        print(f"starting {args.containers} idle containers...", flush=True)
-        start_containers(engine, image, args.containers, run_id)
+    with idle_containers(args.state_dir, args.containers) as (engine, run_id):
         with (
             tempfile.TemporaryDirectory(prefix="dp-proxy-") as folder,
             socket_proxy(socket_path(engine.host), Path(folder)) as proxy,
@@ -120,12 +110,6 @@ def main() -> None:
         )
         summary = " ".join(f"{key}={value:.2f}" for key, value in figures.items())
         print(f"\ncontainers={len(ids)} {summary}", flush=True)
-    finally:
-        try:
-            remove_containers(engine, run_id)
-        except (docker.errors.DockerException, requests.RequestException) as exc:
-            print(f"cleanup: {exc} (the engine is stopped anyway)", flush=True)
-        engine.stop()
 
 
 if __name__ == "__main__":
