@@ -247,7 +247,7 @@ def main() -> None:
     parser.add_argument("--state-dir", type=Path, default=STATE_DIR, help="private dockerd's")
     args = parser.parse_args()
 
-    with idle_containers(args.state_dir, args.containers) as (engine, _):
+    with idle_containers(args.state_dir, args.containers) as (engine, run_id):
         cycle = time_cycle(engine, args.containers, repeats=20)
         print(
             f"whole cycle of {args.containers}: {cycle['cycle']:.1f} ms (read {cycle['read']:.1f}"
