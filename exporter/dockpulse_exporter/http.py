@@ -31,8 +31,8 @@ def make_server(
     exposition: Exposition,
     read_timeout: float = 10.0,
     max_connections: int = 32,
-    container_context: ContainerContextRoute | None = None,
     web_config: WebConfig | None = None,
+    container_context: ContainerContextRoute | None = None,
 ) -> BoundedHTTPServer:
     """`container_context(ref)` -> (status, JSON body) answers the context route (context.py);
     it runs in the request's own thread, never in the scrape's path."""

@@ -6,12 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import bcrypt
+import pytest
 import requests
 import yaml
 
 from tests.helpers import wait_until
 from tests.support.local_stack import LocalStack, exporter_config, query
 from tests.support.tls import Certificates
+
+pytestmark = pytest.mark.slow  # starts a real Prometheus / Alertmanager of its own
 
 
 def test_prometheus_scrapes_the_exporter_over_tls(

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import requests
 import yaml
 
@@ -18,6 +19,8 @@ from dockpulse_stack.web_access import USER, write_web_configs
 from tests.helpers import wait_until
 from tests.relay.payloads import alert, notification
 from tests.support.local_stack import LocalStack, copy_rules, prometheus_config
+
+pytestmark = pytest.mark.slow  # starts a real Prometheus / Alertmanager of its own
 
 SECRETS = {
     "PROMETHEUS_PASSWORD": "prom-test-password",
