@@ -127,20 +127,26 @@ def boot(image: Path, results: Path, log: Path) -> None:
         )
 
 
-def run() -> dict:
-    """Build (cached), boot, run; returns the guest's results with the phase times."""
+def run(inputs: dict[str, str] | None = None) -> dict:
+    """Build (cached), boot, run; returns the guest's results with the phase times.
+
+    `inputs` are files the guest finds in its results folder (name: text)."""
     ensure_debian_packages(GUEST_TOOLS)
     started = time.monotonic()
     image, built = ensure_image()
     build_seconds = time.monotonic() - started
     shutil.rmtree(RESULTS, ignore_errors=True)
     RESULTS.mkdir()
+    for name, text in (inputs or {}).items():
+        (RESULTS / name).write_text(text)
     booted = time.monotonic()
     boot(image, RESULTS, RESULTS / "console.log")
     results_file = RESULTS / "results.json"
     if not results_file.exists():
         raise RuntimeError(f"the guest wrote no results: see {RESULTS / 'console.log'}")
     results = json.loads(results_file.read_text())
+    compat = RESULTS / "compat.json"
+    results["compat"] = json.loads(compat.read_text()) if compat.exists() else None
     results["phases"] = {
         "build_seconds": round(build_seconds, 1),
         "image_built": built,
