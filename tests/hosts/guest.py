@@ -24,7 +24,7 @@ PROJECT = HERE.parents[1]
 CACHE = Path(os.environ.get("DOCKPULSE_GUEST_CACHE", Path.home() / ".cache/dockpulse/guest"))
 IMAGE_INPUTS = ("build_image.sh", "guest-setup.sh", "guest-packages.txt")
 RESULTS = PROJECT / ".guest-results"
-BOOT_TIMEOUT_SECONDS = 1500
+BOOT_TIMEOUT_SECONDS = 1800
 
 
 # What building and booting the guest takes, by command (installed once, as root on Debian).
