@@ -248,7 +248,6 @@ def scenario(driver: str, out: Path) -> list[dict]:
     finally:
         exporter.terminate()
         exporter.wait(30)
-    docker("rm", "-f", *docker("ps", "-aq").split(), check=False)
     return checks.rows
 
 
@@ -438,6 +437,8 @@ def main() -> int:
             results["errors"].append(f"{driver}: {error!r}")
             print("ERROR", driver, repr(error), flush=True)
         results[f"{driver}_seconds"] = round(time.monotonic() - phase, 1)
+        # Also after a failed phase: a running container would hold up the guest's shutdown.
+        docker("rm", "-f", *docker("ps", "-aq").split(), check=False)
     results["run_seconds"] = round(time.monotonic() - started, 1)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     return 0
