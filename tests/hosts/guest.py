@@ -18,6 +18,7 @@ import zipfile
 from pathlib import Path
 
 from dockpulse_stack.host_packages import ensure_debian_packages
+from tests.support.cadvisor_queries import load_queries
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parents[1]
@@ -127,17 +128,20 @@ def boot(image: Path, results: Path, log: Path) -> None:
         )
 
 
-def run(inputs: dict[str, str] | None = None) -> dict:
-    """Build (cached), boot, run; returns the guest's results with the phase times.
+def guest_inputs() -> dict[str, str]:
+    """Files the guest finds in its results folder: the cAdvisor queries it answers."""
+    return {"queries.json": json.dumps(sorted({query.judged for query in load_queries()}))}
 
-    `inputs` are files the guest finds in its results folder (name: text)."""
+
+def run() -> dict:
+    """Build (cached), boot, run; returns the guest's results with the phase times."""
     ensure_debian_packages(GUEST_TOOLS)
     started = time.monotonic()
     image, built = ensure_image()
     build_seconds = time.monotonic() - started
     shutil.rmtree(RESULTS, ignore_errors=True)
     RESULTS.mkdir()
-    for name, text in (inputs or {}).items():
+    for name, text in guest_inputs().items():
         (RESULTS / name).write_text(text)
     booted = time.monotonic()
     boot(image, RESULTS, RESULTS / "console.log")
