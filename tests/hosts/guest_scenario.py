@@ -147,7 +147,7 @@ def start_host_exporter(log: Path) -> subprocess.Popen:
     return exporter
 
 
-def start_container_exporter() -> None:
+def start_container_exporter(log: Path) -> None:
     """The exporter as docker-compose.yaml runs it: read-only, user 65534 with the socket's
     group, the host's cgroups and /proc under /host, Docker's default (private) cgroup
     namespace. The guest has no exporter image: the busybox image with the guest's Python
@@ -169,7 +169,11 @@ def start_container_exporter() -> None:
         "/opt/dockpulse/bin/dockpulse-exporter", "--refresh.interval", "1s",
         "--web.listen-address", f"127.0.0.1:{CONTAINER_EXPORTER_PORT}",
     )  # fmt: skip
-    wait_for_exporter(CONTAINER_EXPORTER_PORT)
+    try:
+        wait_for_exporter(CONTAINER_EXPORTER_PORT)
+    finally:
+        with log.open("w") as file:  # the exporter logs to stderr
+            subprocess.run(["docker", "logs", "exporter"], stdout=file, stderr=subprocess.STDOUT)
 
 
 def scenario(driver: str, out: Path) -> list[dict]:
@@ -241,7 +245,7 @@ def scenario(driver: str, out: Path) -> list[dict]:
     try:
         check_scrape(checks, HOST_EXPORTER_PORT, "", driver, ids)
         if driver == "systemd":
-            start_container_exporter()
+            start_container_exporter(out / "exporter-container.log")
             check_scrape(checks, CONTAINER_EXPORTER_PORT, "in a container: ", driver, ids)
             compat_queries(out, compat_names)
         check_stop(checks, out / f"exporter-{driver}.log")
