@@ -240,7 +240,7 @@ def scenario(driver: str, out: Path) -> list[dict]:
         PATIENCE,
         "the health checks",
     )
-    compat_names = start_compat_containers() if driver == "systemd" else []
+    compat_names = start_compat_containers(out) if driver == "systemd" else []
     exporter = start_host_exporter(out / f"exporter-{driver}.log")
     try:
         check_scrape(checks, HOST_EXPORTER_PORT, "", driver, ids)
@@ -255,7 +255,7 @@ def scenario(driver: str, out: Path) -> list[dict]:
     return checks.rows
 
 
-def start_compat_containers() -> list[str]:
+def start_compat_containers(out: Path) -> list[str]:
     labels = [arg for key, val in SWARM_LABELS.items() for arg in ("--label", f"{key}={val}")]
     run_container("plain", command=SLEEP)
     run_container(
@@ -269,6 +269,8 @@ def start_compat_containers() -> list[str]:
     run_container(
         "veth", "--cap-add", "NET_ADMIN", command=["/bin/sh", "-c", f"{VETH_TRAFFIC} sleep 1e5"]
     )
+    time.sleep(2)
+    (out / "veth-container.log").write_text(docker("logs", "veth", check=False))
     return ["plain", "limited", "monitoring", "swarm", "veth"]
 
 
@@ -396,6 +398,11 @@ def check_scrape(checks: Checks, port: int, where: str, driver: str, ids: dict[s
         if lab.get("interface") == "lo"
     ]
     add('no interface="lo"', not lo, len(lo), 0)
+    if "veth" in docker("ps", "--format", "{{.Names}}"):  # the compat containers (systemd)
+        eth0 = value(
+            samples, "container_network_receive_packets_total", name="veth", interface="eth0"
+        )
+        add("veth container's eth0 received packets", bool(eth0), eth0, "> 0")
     stats_api = value(samples, "dockpulse_stats_api_containers")
     add("dockpulse_stats_api_containers", stats_api == 0, stats_api, 0)
     events = memory_events(cgroup_dir(driver, ids["child_oom"]))
