@@ -12,14 +12,11 @@ root-cgroup / docker-label / cgroupv1-cgroupfs-id query that can work on a plain
 
 from __future__ import annotations
 
-import csv
-import re
 import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, closing, suppress
 from dataclasses import dataclass
-from pathlib import Path
 
 import docker
 import pytest
@@ -27,66 +24,14 @@ import requests
 
 from dockpulse_stack.engine import Engine
 from tests.helpers import wait_until
+from tests.support.cadvisor_queries import (
+    GOAL_SHARE,
+    QUERIES,
+    SWARM_LABELS,
+    Query,
+    judge,
+)
 from tests.support.local_stack import LocalStack
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-# ../shared/compat next to the repository (a worktree may sit one level deeper).
-COMPAT = next(
-    (p / "shared" / "compat" for p in REPO_ROOT.parents if (p / "shared" / "compat").is_dir()),
-    REPO_ROOT.parent / "shared" / "compat",
-)
-QUERIES = COMPAT / "cadvisor_queries_flags.tsv"
-GOAL_SHARE = 0.95
-# Flags whose queries can work on a plain Docker host when the exporter does what cAdvisor does.
-REQUIRED_FLAGS = {"root-cgroup", "docker-label", "cgroupv1-cgroupfs-id"}
-# A flagged query may also need other exporters; only this exporter's own process metrics
-# (process_cpu_seconds_total) are available here, node_exporter's are not.
-OTHER_EXPORTER_METRIC = re.compile(r"\bnode_")
-RULE_SOURCES = ("rules", "alerts")
-FINAL_COMPARISON = re.compile(
-    r"\s*(?:>=|<=|==|!=|>|<)\s*[-+]?[0-9.]+(?:e[-+]?[0-9]+)?(?=\s*\)*\s*(?:\band\b|\bor\b|$))"
-)
-SWARM_LABELS = {
-    "com.docker.swarm.node_id": "node-1",
-    "com.docker.swarm.service_name": "web",
-    "com.docker.swarm.task_name": "web.1.abc",
-    "com.docker.stack.namespace": "shop",
-    "com.docker.compose.project": "shop",
-}
-
-
-@dataclass(frozen=True)
-class Query:
-    source: str
-    flags: frozenset[str]
-    expr: str
-
-    @property
-    def judged(self) -> str:
-        """Alert expressions without their threshold comparisons."""
-        if any(word in self.source for word in RULE_SOURCES):
-            return FINAL_COMPARISON.sub("", self.expr)
-        return self.expr
-
-    @property
-    def required(self) -> bool:
-        if not self.flags or not self.flags & REQUIRED_FLAGS:
-            return False
-        extra = self.flags - REQUIRED_FLAGS
-        return extra <= {"needs-other-exporter"} and not OTHER_EXPORTER_METRIC.search(self.expr)
-
-
-def load_queries() -> list[Query]:
-    with QUERIES.open() as file:
-        rows = list(csv.DictReader(file, delimiter="\t"))
-    return [
-        Query(
-            row["source"],
-            frozenset() if row["flags"] == "-" else frozenset(row["flags"].split(",")),
-            row["query"],
-        )
-        for row in rows
-    ]
 
 
 def test_threshold_stripping() -> None:
@@ -200,25 +145,11 @@ def instant(url: str, expr: str) -> list:
 
 
 def test_community_cadvisor_queries_return_data(compat_stack: CompatStack) -> None:
-    queries = load_queries()
-    unflagged = [q for q in queries if not q.flags]
-    required = [q for q in queries if q.required]
-    assert len(unflagged) == 79
-    missing = [q for q in unflagged if not instant(compat_stack.prometheus_url, q.judged)]
-    share = 1 - len(missing) / len(unflagged)
-    print(
-        f"\ncAdvisor compat: {len(unflagged) - len(missing)} of {len(unflagged)} plain-Docker "
-        f"queries return data ({100 * share:.1f} %)"
-    )
-    for query in missing:
-        print(f"  no data: [{query.source}] {query.judged}")
-    required_missing = [q for q in required if not instant(compat_stack.prometheus_url, q.judged)]
-    print(
-        f"flagged root-cgroup/docker-label/cgroupv1-cgroupfs-id that can work here: "
-        f"{len(required) - len(required_missing)} of {len(required)} return data"
-    )
-    assert share >= GOAL_SHARE, [q.judged for q in missing]
-    assert not required_missing, [q.judged for q in required_missing]
+    verdict = judge(lambda expr: bool(instant(compat_stack.prometheus_url, expr)))
+    assert verdict.unflagged == 79
+    print("\n" + verdict.report())
+    assert verdict.share >= GOAL_SHARE, [q.judged for q in verdict.missing]
+    assert not verdict.required_missing, [q.judged for q in verdict.required_missing]
 
 
 def test_veth_interface_is_reported(compat_stack: CompatStack) -> None:

@@ -24,6 +24,7 @@ import yaml
 from dockpulse_stack.engine import Engine
 from tests.helpers import free_port, wait_until
 from tests.loadtest.conftest import LocustRun, start_locust
+from tests.support.cadvisor_queries import VETH_TRAFFIC
 from tests.support.local_stack import LocalStack, stop_process
 from tests.support.postgres import PostgresServer
 from tests.webapp.process import webapp_process
@@ -59,15 +60,6 @@ class Prometheus:
     def query_range(self, expr: str, start: float, end: float, step: str = "1s") -> dict[str, Any]:
         data = {"query": expr, "start": start, "end": end, "step": step}
         return requests.post(f"{self.url}/api/v1/query_range", data=data, timeout=10).json()
-
-
-# A network of the container's own without a bridge: a veth pair inside its namespace, eth0
-# pinging a neighbour that is not there (ARP goes out of eth0 and into veth0). Only eth0 is
-# exported; `lo` and `veth*` are left out, as cAdvisor does. No packet leaves the container.
-VETH_TRAFFIC = (
-    "ip link add eth0 type veth && ip addr add 10.9.9.1/24 dev eth0 && ip link set eth0 up &&"
-    " ip link set veth0 up && (while :; do ping -c 1 -W 1 10.9.9.2 >/dev/null; done) &"
-)
 
 
 @pytest.fixture(scope="session")

@@ -31,3 +31,4 @@ tar -C /tmp/bb -cf /opt/busybox-rootfs.tar .
 rm -rf /tmp/bb
 systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer 2>/dev/null || true
 passwd -d root
+systemctl disable prometheus.service 2>/dev/null || true

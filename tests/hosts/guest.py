@@ -18,13 +18,14 @@ import zipfile
 from pathlib import Path
 
 from dockpulse_stack.host_packages import ensure_debian_packages
+from tests.support.cadvisor_queries import load_queries
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parents[1]
 CACHE = Path(os.environ.get("DOCKPULSE_GUEST_CACHE", Path.home() / ".cache/dockpulse/guest"))
 IMAGE_INPUTS = ("build_image.sh", "guest-setup.sh", "guest-packages.txt")
 RESULTS = PROJECT / ".guest-results"
-BOOT_TIMEOUT_SECONDS = 1500
+BOOT_TIMEOUT_SECONDS = 1800
 
 
 # What building and booting the guest takes, by command (installed once, as root on Debian).
@@ -127,6 +128,11 @@ def boot(image: Path, results: Path, log: Path) -> None:
         )
 
 
+def guest_inputs() -> dict[str, str]:
+    """Files the guest finds in its results folder: the cAdvisor queries it answers."""
+    return {"queries.json": json.dumps(sorted({query.judged for query in load_queries()}))}
+
+
 def run() -> dict:
     """Build (cached), boot, run; returns the guest's results with the phase times."""
     ensure_debian_packages(GUEST_TOOLS)
@@ -135,12 +141,16 @@ def run() -> dict:
     build_seconds = time.monotonic() - started
     shutil.rmtree(RESULTS, ignore_errors=True)
     RESULTS.mkdir()
+    for name, text in guest_inputs().items():
+        (RESULTS / name).write_text(text)
     booted = time.monotonic()
     boot(image, RESULTS, RESULTS / "console.log")
     results_file = RESULTS / "results.json"
     if not results_file.exists():
         raise RuntimeError(f"the guest wrote no results: see {RESULTS / 'console.log'}")
     results = json.loads(results_file.read_text())
+    compat = RESULTS / "compat.json"
+    results["compat"] = json.loads(compat.read_text()) if compat.exists() else None
     results["phases"] = {
         "build_seconds": round(build_seconds, 1),
         "image_built": built,

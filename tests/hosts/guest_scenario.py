@@ -1,5 +1,7 @@
-"""Runs in the guest: containers under both Docker cgroup drivers, the exporter on the host,
-its scrape checked against the cgroup files. Writes results.json into the folder it is given.
+"""Runs in the guest: containers under both Docker cgroup drivers, the exporter on the host and
+in a container the way docker-compose.yaml runs it, each scrape checked against the cgroup
+files; under the systemd driver a Prometheus in the guest also answers the community's cAdvisor
+queries (the host gives them in queries.json). Writes results.json into the folder it is given.
 
 Stdlib and prometheus_client only (the guest's exporter venv); no network in the guest.
 """
@@ -10,16 +12,24 @@ import json
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project, shared over 9p
+from tests.support.cadvisor_queries import SWARM_LABELS, VETH_TRAFFIC
+
 CGROUP = Path("/sys/fs/cgroup")
-EXPORTER_URL = "http://127.0.0.1:9487/metrics"
+HOST_EXPORTER_PORT = 9487
+CONTAINER_EXPORTER_PORT = 9488
+PROMETHEUS_URL = "http://127.0.0.1:9090"
 IMAGE = "busybox:guest"
 SLEEP = ["/bin/sleep", "100000"]
 MIB = 1024 * 1024
+# Bounds a hang, not a speed: TCG on a loaded host is many times slower than a real one.
+PATIENCE = 600
 
 
 def sh(*args: str, check: bool = True) -> str:
@@ -55,9 +65,9 @@ def health(name: str) -> str:
     return docker("inspect", "-f", "{{.State.Health.Status}}", name)
 
 
-def scrape() -> dict[str, list[tuple[dict[str, str], float]]]:
+def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
     """The exporter's exposition as {metric name: [(labels, value)]}."""
-    with urllib.request.urlopen(EXPORTER_URL, timeout=30) as response:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
         text = response.read().decode()
     samples: dict[str, list[tuple[dict[str, str], float]]] = {}
     for family in text_string_to_metric_families(text):
@@ -114,24 +124,56 @@ def set_driver(driver: str) -> None:
     config = {"bridge": "none", "iptables": False, "exec-opts": [f"native.cgroupdriver={driver}"]}
     Path("/etc/docker/daemon.json").write_text(json.dumps(config))
     sh("systemctl", "restart", "docker")
-    wait_for(lambda: sh("docker", "info", check=False) != "", 120, "dockerd")
+    wait_for(lambda: sh("docker", "info", check=False) != "", PATIENCE, "dockerd")
 
 
-def start_exporter(log: Path) -> subprocess.Popen:
+def wait_for_exporter(port: int) -> None:
+    def ready() -> bool:
+        try:
+            return value(scrape(port), "dockpulse_docker_up") == 1
+        except OSError:
+            return False
+
+    wait_for(ready, PATIENCE, f"the exporter on :{port}")
+
+
+def start_host_exporter(log: Path) -> subprocess.Popen:
     exporter = subprocess.Popen(
         ["/opt/dockpulse/bin/dockpulse-exporter", "--refresh.interval", "1s"],
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
-
-    def ready() -> bool:
-        try:
-            return value(scrape(), "dockpulse_docker_up") == 1
-        except OSError:
-            return False
-
-    wait_for(ready, 180, "the exporter")
+    wait_for_exporter(HOST_EXPORTER_PORT)
     return exporter
+
+
+def start_container_exporter(log: Path) -> None:
+    """The exporter as docker-compose.yaml runs it: read-only, user 65534 with the socket's
+    group, the host's cgroups and /proc under /host, Docker's default (private) cgroup
+    namespace. The guest has no exporter image: the busybox image with the guest's Python
+    and the exporter's venv mounted read-only stands in for it."""
+    socket_gid = sh("stat", "-c", "%g", "/var/run/docker.sock")
+    docker(
+        "run", "-d", "--name", "exporter", "--network", "host",
+        "--user", "65534:65534", "--group-add", socket_gid, "--read-only",
+        "-e", "EXPORTER_CGROUP_ROOT=/host/sys/fs/cgroup",
+        "-e", "EXPORTER_PROC_ROOT=/host/proc",
+        "-e", "EXPORTER_DOCKER_ROOT_DIR=/host/docker-root",
+        "-v", "/var/run/docker.sock:/var/run/docker.sock:ro",
+        "-v", "/sys/fs/cgroup:/host/sys/fs/cgroup:ro",
+        "-v", "/proc:/host/proc:ro",
+        "-v", "/var/lib/docker:/host/docker-root:ro",
+        "-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro",
+        "-v", "/opt/dockpulse:/opt/dockpulse:ro",
+        IMAGE,
+        "/opt/dockpulse/bin/dockpulse-exporter", "--refresh.interval", "1s",
+        "--web.listen-address", f"127.0.0.1:{CONTAINER_EXPORTER_PORT}",
+    )  # fmt: skip
+    try:
+        wait_for_exporter(CONTAINER_EXPORTER_PORT)
+    finally:
+        with log.open("w") as file:  # the exporter logs to stderr
+            subprocess.run(["docker", "logs", "exporter"], stdout=file, stderr=subprocess.STDOUT)
 
 
 def scenario(driver: str, out: Path) -> list[dict]:
@@ -190,33 +232,112 @@ def scenario(driver: str, out: Path) -> list[dict]:
     )
     wait_for(
         lambda: memory_events(cgroup_dir(driver, ids["child_oom"])).get("oom_kill", 0) > 0,
-        120,
+        PATIENCE,
         "the child's OOM kill",
     )
     wait_for(
         lambda: health("healthy") == "healthy" and health("unhealthy") == "unhealthy",
-        120,
+        PATIENCE,
         "the health checks",
     )
-    exporter = start_exporter(out / f"exporter-{driver}.log")
+    compat_names = start_compat_containers(out) if driver == "systemd" else []
+    exporter = start_host_exporter(out / f"exporter-{driver}.log")
     try:
-        check_scrape(checks, driver, ids)
+        check_scrape(checks, HOST_EXPORTER_PORT, "", driver, ids)
+        if driver == "systemd":
+            start_container_exporter(out / "exporter-container.log")
+            check_scrape(checks, CONTAINER_EXPORTER_PORT, "in a container: ", driver, ids)
+            compat_queries(out, compat_names)
         check_stop(checks, out / f"exporter-{driver}.log")
     finally:
         exporter.terminate()
         exporter.wait(30)
-    docker("rm", "-f", *ids.values(), check=False)
     return checks.rows
 
 
-def check_scrape(checks: Checks, driver: str, ids: dict[str, str]) -> None:
+def start_compat_containers(out: Path) -> list[str]:
+    labels = [arg for key, val in SWARM_LABELS.items() for arg in ("--label", f"{key}={val}")]
+    run_container("plain", command=SLEEP)
+    run_container(
+        "limited", "--memory", "64m", "--memory-reservation", "32m", "--cpus", "0.5",
+        command=["/bin/sh", "-c", "while :; do :; done"],
+    )  # fmt: skip
+    run_container("monitoring", "--label", "org.label-schema.group=monitoring", command=SLEEP)
+    run_container(
+        "swarm", *labels, command=["/bin/sh", "-c", "head -c 2000000 /dev/zero > /tmp/f; sleep 1e5"]
+    )
+    run_container(
+        "veth", "--cap-add", "NET_ADMIN", command=["/bin/sh", "-c", f"{VETH_TRAFFIC} sleep 1e5"]
+    )
+    time.sleep(2)
+    (out / "veth-container.log").write_text(docker("logs", "veth", check=False))
+    return ["plain", "limited", "monitoring", "swarm", "veth"]
+
+
+def prometheus_query(expr: str) -> int:
+    """How many series (or 1 for a finite scalar) the guest's Prometheus answers."""
+    data = urllib.parse.urlencode({"query": expr}).encode()
+    with urllib.request.urlopen(f"{PROMETHEUS_URL}/api/v1/query", data, timeout=30) as response:
+        reply = json.load(response)["data"]
+    if reply["resultType"] == "scalar":
+        return 0 if reply["result"][1] in ("NaN", "+Inf", "-Inf") else 1
+    return len(reply["result"])
+
+
+def compat_queries(out: Path, names: list[str]) -> None:
+    """The community's queries against a Prometheus scraping the exporter in its container."""
+    queries = json.loads((out / "queries.json").read_text())
+    config = out / "prometheus.yml"
+    config.write_text(
+        json.dumps(
+            {
+                "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+                "scrape_configs": [
+                    {
+                        "job_name": "dockpulse",
+                        "static_configs": [{"targets": [f"127.0.0.1:{CONTAINER_EXPORTER_PORT}"]}],
+                    }
+                ],
+            }
+        )
+    )
+    prometheus = subprocess.Popen(
+        ["prometheus", f"--config.file={config}", "--storage.tsdb.path=/tmp/prometheus",
+         "--web.listen-address=127.0.0.1:9090"],
+        stdout=(out / "prometheus.log").open("w"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+
+        def enough_history() -> bool:
+            try:
+                return (
+                    prometheus_query("min(count_over_time(container_last_seen[1m])) >= 4") > 0
+                    and prometheus_query("count(container_fs_usage_bytes)") > 0
+                )
+            except OSError:
+                return False
+
+        wait_for(enough_history, PATIENCE, "four samples of every series in Prometheus")
+        answers = {expr: prometheus_query(expr) for expr in queries}
+        (out / "compat.json").write_text(json.dumps({"containers": names, "answers": answers}))
+    finally:
+        prometheus.terminate()
+        prometheus.wait(30)
+
+
+def check_scrape(checks: Checks, port: int, where: str, driver: str, ids: dict[str, str]) -> None:
+    """The scrape of the exporter on `port` against the cgroup files; check names start `where`."""
+
+    def add(name: str, ok: bool, got: object, want: object) -> None:
+        checks.add(where + name, ok, got, want)
+
     burner = cgroup_dir(driver, ids["burner"])
     holder = cgroup_dir(driver, ids["holder"])
     time.sleep(3)  # a few refreshes after the start
     cpu_before = cpu_usage_seconds(burner)
     mem_before = int((holder / "memory.current").read_text())
     time.sleep(2.5)  # at least one refresh falls after the reads above
-    samples = scrape()
+    samples = scrape(port)
     cpu_after = cpu_usage_seconds(burner)
     mem_after = int((holder / "memory.current").read_text())
     for name, cid in ids.items():
@@ -230,10 +351,10 @@ def check_scrape(checks: Checks, driver: str, ids: dict[str, str]) -> None:
             ),
             None,
         )
-        checks.add(f"id of {name}", got_id == want, got_id, want)
+        add(f"id of {name}", got_id == want, got_id, want)
         del got
     cpu = value(samples, "container_cpu_usage_seconds_total", name="burner")
-    checks.add(
+    add(
         "burner cpu usage in cpu.stat bracket",
         cpu is not None and cpu_before <= cpu <= cpu_after,
         cpu,
@@ -242,7 +363,7 @@ def check_scrape(checks: Checks, driver: str, ids: dict[str, str]) -> None:
     quota = value(samples, "container_spec_cpu_quota", name="burner")
     period = value(samples, "container_spec_cpu_period", name="burner")
     max_quota, max_period = (burner / "cpu.max").read_text().split()
-    checks.add(
+    add(
         "burner cpu quota/period = cpu.max",
         [quota, period] == [float(max_quota), float(max_period)],
         [quota, period],
@@ -250,7 +371,7 @@ def check_scrape(checks: Checks, driver: str, ids: dict[str, str]) -> None:
     )
     memory = value(samples, "container_memory_usage_bytes", name="holder")
     low, high = min(mem_before, mem_after) - MIB, max(mem_before, mem_after) + MIB
-    checks.add(
+    add(
         "holder memory usage ~ memory.current",
         memory is not None and low <= memory <= high,
         memory,
@@ -258,46 +379,49 @@ def check_scrape(checks: Checks, driver: str, ids: dict[str, str]) -> None:
     )
     limit = value(samples, "container_spec_memory_limit_bytes", name="holder")
     want_limit = int((holder / "memory.max").read_text())
-    checks.add("holder memory limit = memory.max", limit == want_limit, limit, want_limit)
+    add("holder memory limit = memory.max", limit == want_limit, limit, want_limit)
     for name, code in (("exit3", 3), ("killed", 137), ("oom", 137), ("burner", 0)):
         got = value(samples, "container_exit_code", name=name)
-        checks.add(f"exit code of {name}", got == code, got, code)
+        add(f"exit code of {name}", got == code, got, code)
     for name, oom in (("oom", 1), ("exit3", 0), ("killed", 0)):
         got = value(samples, "container_oom_killed", name=name)
-        checks.add(f"oom_killed of {name}", got == oom, got, oom)
+        add(f"oom_killed of {name}", got == oom, got, oom)
     for name, status in (("healthy", "healthy"), ("unhealthy", "unhealthy")):
         got = value(samples, "container_health_status", name=name, status=status)
-        checks.add(f"health of {name}", got == 1, got, 1)
+        add(f"health of {name}", got == 1, got, 1)
     restarts = value(samples, "container_restarts_total", name="restarted")
     want_restarts = int(docker("inspect", "-f", "{{.RestartCount}}", "restarted"))
-    checks.add(
-        "restarts of restarted = RestartCount", restarts == want_restarts, restarts, want_restarts
-    )
+    add("restarts of restarted = RestartCount", restarts == want_restarts, restarts, want_restarts)
     lo = [
         lab
         for lab, _ in samples.get("container_network_receive_bytes_total", [])
         if lab.get("interface") == "lo"
     ]
-    checks.add('no interface="lo"', not lo, len(lo), 0)
+    add('no interface="lo"', not lo, len(lo), 0)
+    if "veth" in docker("ps", "--format", "{{.Names}}"):  # the compat containers (systemd)
+        eth0 = value(
+            samples, "container_network_receive_packets_total", name="veth", interface="eth0"
+        )
+        add("veth container's eth0 received packets", bool(eth0), eth0, "> 0")
     stats_api = value(samples, "dockpulse_stats_api_containers")
-    checks.add("dockpulse_stats_api_containers", stats_api == 0, stats_api, 0)
+    add("dockpulse_stats_api_containers", stats_api == 0, stats_api, 0)
     events = memory_events(cgroup_dir(driver, ids["child_oom"]))
     got = value(samples, "container_oom_events_total", name="child_oom")
-    checks.add(
+    add(
         "container_oom_events_total of child_oom = memory.events oom_kill",
         got == events.get("oom_kill"),
         got,
         events.get("oom_kill"),
     )
     running = docker("inspect", "-f", "{{.State.Running}}", "child_oom")
-    checks.add("child_oom still running", running == "true", running, "true")
+    add("child_oom still running", running == "true", running, "true")
 
 
 def check_stop(checks: Checks, log: Path) -> None:
     """A stop under a running exporter is not a lost cgroup: no stats API call, no log."""
     docker("stop", "-t", "0", "healthy")
     time.sleep(3)  # a few refreshes
-    samples = scrape()
+    samples = scrape(HOST_EXPORTER_PORT)
     stats_api = value(samples, "dockpulse_stats_api_containers")
     checks.add("stats API containers after a stop", stats_api == 0, stats_api, 0)
     lost = [line for line in log.read_text().splitlines() if "cgroup not found" in line]
@@ -324,6 +448,8 @@ def main() -> int:
             results["errors"].append(f"{driver}: {error!r}")
             print("ERROR", driver, repr(error), flush=True)
         results[f"{driver}_seconds"] = round(time.monotonic() - phase, 1)
+        # Also after a failed phase: a running container would hold up the guest's shutdown.
+        docker("rm", "-f", *docker("ps", "-aq").split(), check=False)
     results["run_seconds"] = round(time.monotonic() - started, 1)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     return 0

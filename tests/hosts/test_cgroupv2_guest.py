@@ -3,7 +3,8 @@
 Marked ``guest``: plain ``make test`` deselects it; ``make test-cgroupv2`` runs it. It builds
 the guest image (cached by its inputs), boots it with no network device, and asserts every
 check the guest made of the exporter against the cgroup files, under both Docker cgroup
-drivers (systemd and cgroupfs).
+drivers (systemd and cgroupfs), for the exporter on the host and in a container; and the
+community's cAdvisor queries against a Prometheus in the guest.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import shutil
 import pytest
 
 from tests.hosts import guest
+from tests.support.cadvisor_queries import GOAL_SHARE, judge
 
 pytestmark = [pytest.mark.guest, pytest.mark.timeout(guest.BOOT_TIMEOUT_SECONDS + 1200)]
 
@@ -42,3 +44,19 @@ def test_exporter_agrees_with_the_cgroup_files(results: dict, driver: str) -> No
     assert failed == [], "\n".join(
         f"{row['check']}: got {row['got']!r}, want {row['want']!r}" for row in failed
     )
+
+
+def test_exporter_in_its_container_was_checked(results: dict) -> None:
+    rows = [row for row in results["checks"] if row["check"].startswith("in a container: ")]
+    assert len(rows) > 20, "the containerised exporter's checks did not run"
+
+
+def test_community_cadvisor_queries_on_cgroup_v2(results: dict) -> None:
+    assert results["compat"], "the guest answered no cAdvisor queries"
+    answers = results["compat"]["answers"]
+    # Under the systemd driver, cAdvisor's ids are /system.slice/docker-<id>.scope too: the
+    # queries that select id=~"/docker/.*" cannot work there for either tool.
+    verdict = judge(lambda expr: answers.get(expr, 0) > 0, frozenset({"cgroupv1-cgroupfs-id"}))
+    print("\n" + verdict.report())
+    assert verdict.share >= GOAL_SHARE, [q.judged for q in verdict.missing]
+    assert not verdict.required_missing, [q.judged for q in verdict.required_missing]
