@@ -264,10 +264,10 @@ def start_compat_containers(out: Path) -> list[str]:
     )  # fmt: skip
     run_container("monitoring", "--label", "org.label-schema.group=monitoring", command=SLEEP)
     run_container(
-        "swarm", *labels, command=["/bin/sh", "-c", "head -c 2000000 /dev/zero > /tmp/f; sleep 1e5"]
+        "swarm", *labels, command=["/bin/sh", "-c", "head -c 2000000 /dev/zero > /tmp/f; sleep 100000"]
     )
     run_container(
-        "veth", "--cap-add", "NET_ADMIN", command=["/bin/sh", "-c", f"{VETH_TRAFFIC} sleep 1e5"]
+        "veth", "--cap-add", "NET_ADMIN", command=["/bin/sh", "-c", f"{VETH_TRAFFIC} sleep 100000"]
     )
     time.sleep(2)
     (out / "veth-container.log").write_text(docker("logs", "veth", check=False))
