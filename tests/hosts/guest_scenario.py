@@ -264,7 +264,9 @@ def start_compat_containers(out: Path) -> list[str]:
     )  # fmt: skip
     run_container("monitoring", "--label", "org.label-schema.group=monitoring", command=SLEEP)
     run_container(
-        "swarm", *labels, command=["/bin/sh", "-c", "head -c 2000000 /dev/zero > /tmp/f; sleep 100000"]
+        "swarm",
+        *labels,
+        command=["/bin/sh", "-c", "head -c 2000000 /dev/zero > /tmp/f; sleep 100000"],
     )
     run_container(
         "veth", "--cap-add", "NET_ADMIN", command=["/bin/sh", "-c", f"{VETH_TRAFFIC} sleep 100000"]
@@ -400,9 +402,9 @@ def check_scrape(checks: Checks, port: int, where: str, driver: str, ids: dict[s
     add('no interface="lo"', not lo, len(lo), 0)
     if "veth" in docker("ps", "--format", "{{.Names}}"):  # the compat containers (systemd)
         eth0 = value(
-            samples, "container_network_receive_packets_total", name="veth", interface="eth0"
+            samples, "container_network_transmit_packets_total", name="veth", interface="eth0"
         )
-        add("veth container's eth0 received packets", bool(eth0), eth0, "> 0")
+        add("veth container's eth0 sent packets (ARP)", bool(eth0), eth0, "> 0")
     stats_api = value(samples, "dockpulse_stats_api_containers")
     add("dockpulse_stats_api_containers", stats_api == 0, stats_api, 0)
     events = memory_events(cgroup_dir(driver, ids["child_oom"]))
