@@ -59,4 +59,11 @@ def test_community_cadvisor_queries_on_cgroup_v2(results: dict) -> None:
     verdict = judge(lambda expr: answers.get(expr, 0) > 0, frozenset({"cgroupv1-cgroupfs-id"}))
     print("\n" + verdict.report())
     assert verdict.share >= GOAL_SHARE, [q.judged for q in verdict.missing]
-    assert not verdict.required_missing, [q.judged for q in verdict.required_missing]
+    # The guest has no network device (-nic none): the root cgroup's network series read the
+    # host's own interfaces, of which it has only lo (left out). The host's compat test has them.
+    missing = [
+        query
+        for query in verdict.required_missing
+        if "root-cgroup" not in query.flags or "network" not in query.expr
+    ]
+    assert not missing, [q.judged for q in missing]
