@@ -17,7 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import bcrypt
 import requests
 import yaml
 
@@ -27,6 +26,7 @@ from bench.exporter import (
     percentile,
     process_cpu_seconds,
 )
+from testkit.passwords import bcrypt_hash
 from tests.support.local_stack import LocalStack
 from tests.support.tls import make_certificates
 
@@ -37,7 +37,7 @@ USER, PASSWORD = "prometheus", "a-bench-password"
 def web_config(folder: Path) -> tuple[Path, Path]:
     """A web config with TLS and one user (bcrypt cost 10, htpasswd's default); and the CA."""
     certificates = make_certificates(folder / "certificates")
-    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=10)).decode()
+    hashed = bcrypt_hash(PASSWORD, cost=10)
     path = folder / "web.yml"
     tls = {"cert_file": str(certificates.server_cert), "key_file": str(certificates.server_key)}
     path.write_text(yaml.safe_dump({"tls_server_config": tls, "basic_auth_users": {USER: hashed}}))

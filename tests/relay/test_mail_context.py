@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import bcrypt
 import pytest
 import yaml
 
@@ -26,6 +25,7 @@ from dockpulse_relay.config import load_config
 from dockpulse_relay.container_context import ContainerContext, ContextFetch
 from dockpulse_relay.digest import Entry, MailPlan
 from dockpulse_relay.message import compose
+from testkit.passwords import bcrypt_hash
 from tests.helpers import free_port
 from tests.relay.payloads import alert, notification
 
@@ -107,7 +107,7 @@ def test_the_exporter_url_must_name_the_instance() -> None:
 def test_the_context_is_fetched_with_the_exporters_credentials(tmp_path: Path) -> None:
     """The exporter behind its web config (the demo's): with EXPORTER_USERNAME/PASSWORD the
     context arrives; without them the mail says the exporter refused."""
-    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
+    hashed = bcrypt_hash("s3cret")
     config_file = tmp_path / "web.yml"
     config_file.write_text(yaml.safe_dump({"basic_auth_users": {"dockpulse": hashed}}))
     server = make_server(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,6 +15,7 @@ import pytest
 import requests
 import yaml
 
+from testkit.passwords import bcrypt_hash
 from tests.helpers import free_port, value, wait_until
 from tests.support.local_stack import alertmanager_config, binary
 from tests.support.mail import text_of
@@ -47,15 +47,6 @@ class Alertmanager:
         answer = requests.post(f"{self.url}/api/v2/silences", json=body, auth=self.auth, timeout=5)
         assert answer.status_code == 200, answer.text
         return answer.json()["silenceID"]
-
-
-def bcrypt_hash(password: str) -> str:
-    """A bcrypt hash from the system's libcrypt (cost 4: tests need no slow hashing)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import crypt  # deprecated in 3.11, still there; bcrypt is no dependency here
-
-        return crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
 
 
 @pytest.fixture(scope="module")

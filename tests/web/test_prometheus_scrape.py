@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import bcrypt
 import pytest
 import requests
 import yaml
 
+from testkit.passwords import bcrypt_hash
 from tests.helpers import wait_until
 from tests.support.local_stack import LocalStack, exporter_config, query
 from tests.support.tls import Certificates
@@ -25,7 +25,7 @@ def test_prometheus_scrapes_the_exporter_over_tls(
     password_file.write_text(password)
     password_file.chmod(0o600)
     web_config = tmp_path / "exporter-web.yml"
-    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+    hashed = bcrypt_hash(password)
     web_config.write_text(
         yaml.safe_dump(
             {

@@ -6,13 +6,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import bcrypt
 import pytest
 import requests
 import yaml
 
 from dockpulse.settings import ConfigError
 from dockpulse_relay.config import load_config
+from testkit.passwords import bcrypt_hash
 from tests.helpers import free_port
 from tests.relay.payloads import alert, notification
 from tests.support.local_stack import LocalStack
@@ -24,7 +24,7 @@ PASSWORD = "an-alertmanager-password"
 @pytest.fixture
 def relay_web_config(tmp_path: Path, certificates: Certificates) -> Path:
     path = tmp_path / "relay-web.yml"
-    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    hashed = bcrypt_hash(PASSWORD)
     tls = {"cert_file": str(certificates.server_cert), "key_file": str(certificates.server_key)}
     path.write_text(yaml.safe_dump({"tls_server_config": tls, "basic_auth_users": {"am": hashed}}))
     return path

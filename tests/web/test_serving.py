@@ -23,10 +23,11 @@ from dockpulse.http_server import BoundedHTTPServer
 from dockpulse.web_config import load_web_config
 from dockpulse_exporter.exposition import Exposition
 from dockpulse_exporter.http import make_server
+from testkit.passwords import bcrypt_hash
 from tests.support.tls import Certificates
 
 PASSWORD = "alice-test-password"
-HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+HASH = bcrypt_hash(PASSWORD)
 
 
 @pytest.fixture
