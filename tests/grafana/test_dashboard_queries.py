@@ -107,7 +107,9 @@ def test_panels_show_the_live_containers_correctly(live_stack: LiveStack) -> Non
     # (How much of them it gets depends on the machine's load, so only the ratio is checked.)
     assert v["cpu limit"] == 0.5
     assert v["cpu %"] == pytest.approx(100 * v["cores"] / 0.5, rel=0.01)
-    assert 0 <= v["throttled %"] <= 100
+    # Throttled periods never outnumber periods; the ratio of two rates can come out a float
+    # rounding above 100 when every period was throttled (CI once saw 100.00000000000001).
+    assert 0 <= v["throttled %"] <= 100 + 1e-9
     assert v["memory limit"] == 64 * 1024 * 1024
     assert 0 < v["memory %"] < 100
     assert (v["up"], v["stopped up"], v["stopped exit code"]) == (1, 0, 3)
