@@ -56,20 +56,20 @@ class LocalImage:
     debian_base: tuple[str, tuple[str, ...]] | None = None  # (tag, packages); None: Python base
 
 
+# One rootfs under the three service stand-ins: one mmdebstrap run instead of three (a minute
+# less on a cold machine), and one layer on disk that the three images share.
+SERVICES_DEBIAN = (
+    "dockpulse/services-debian:bookworm",
+    ("prometheus", "prometheus-alertmanager", "wget", "postgresql-15", "haproxy"),
+)
 PROMETHEUS = LocalImage(
-    "dockpulse/prometheus:local",
-    "stack/local-images/prometheus.Dockerfile",
-    ("dockpulse/prometheus-debian:bookworm", ("prometheus", "prometheus-alertmanager", "wget")),
+    "dockpulse/prometheus:local", "stack/local-images/prometheus.Dockerfile", SERVICES_DEBIAN
 )
 POSTGRES = LocalImage(
-    "dockpulse/postgres:local",
-    "stack/local-images/postgres.Dockerfile",
-    ("dockpulse/postgresql-debian:bookworm", ("postgresql-15",)),
+    "dockpulse/postgres:local", "stack/local-images/postgres.Dockerfile", SERVICES_DEBIAN
 )
 SOCKET_PROXY = LocalImage(
-    "dockpulse/socket-proxy:local",
-    "stack/local-images/socket-proxy.Dockerfile",
-    ("dockpulse/haproxy-debian:bookworm", ("haproxy",)),
+    "dockpulse/socket-proxy:local", "stack/local-images/socket-proxy.Dockerfile", SERVICES_DEBIAN
 )
 EXPORTER = LocalImage("dockpulse/exporter:local", "exporter/Dockerfile")
 WEBAPP = LocalImage("dockpulse/webapp:local", "webapp/Dockerfile")
@@ -196,27 +196,32 @@ def build_stack_images(
     """Build `images` (the project's on `python_base`, else the Debian Python base), with
     progress on stderr.
 
-    Two lines of work side by side: the Debian service images (mmdebstrap, mostly downloads and
-    dpkg) and the project's images (pip, on the Python base), which saves minutes when cold.
+    Two builds at a time: first the base images (mmdebstrap, mostly downloads and dpkg; the
+    service stand-ins share one rootfs, the project's images the Python base), then every image
+    on its base as soon as that is ready, so neither line waits while the other has work.
     """
-    bases = {image.debian_base[0] for image in images if image.debian_base}
-    if python_base is None:
-        bases.add(PYTHON_BASE_TAG)
-    if any(not image_exists(engine, tag) for tag in bases):
+    debian_bases = {image.debian_base for image in images if image.debian_base}
+    python_images = any(image.debian_base is None for image in images)
+    rootfs_tags = {tag for tag, _ in debian_bases}
+    if python_images and python_base is None:
+        rootfs_tags.add(PYTHON_BASE_TAG)
+    if any(not image_exists(engine, tag) for tag in rootfs_tags):
         ensure_debian_packages(DEBIAN_IMAGE_TOOLS)  # once, before the two lines of work start
     numbered = {image: number for number, image in enumerate(images, start=1)}
 
-    def build_in_turn(chain: list[LocalImage]) -> None:
-        for image in chain:
-            with progress(f"[{numbered[image]}/{len(images)}] image {image.tag}"):
-                build_local_image(engine, image, python_base)
-
-    chains = [
-        [image for image in images if image.debian_base is not None],
-        [image for image in images if image.debian_base is None],
-    ]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        for done in [pool.submit(build_in_turn, chain) for chain in chains if chain]:
+        # Bases first: the pool's two threads take them before any image that waits for one.
+        bases = {base: pool.submit(debian_image, engine, *base) for base in debian_bases}
+        if python_images:
+            python = pool.submit(python_build_base, engine, python_base)
+
+        def build(image: LocalImage) -> None:
+            base = bases[image.debian_base] if image.debian_base else python
+            tag = base.result()
+            with progress(f"[{numbered[image]}/{len(images)}] image {image.tag}"):
+                docker_build(engine, image.tag, image.dockerfile, tag)
+
+        for done in [pool.submit(build, image) for image in images]:
             done.result()
 
 

@@ -1,6 +1,6 @@
 # PostgreSQL 15 from Debian bookworm's packages, with the official image's environment
 # (POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB, PGPORT), for machines that cannot pull postgres.
-ARG BASE_IMAGE=dockpulse/postgresql-debian:bookworm
+ARG BASE_IMAGE=dockpulse/services-debian:bookworm
 FROM ${BASE_IMAGE}
 ENV PATH=/usr/lib/postgresql/15/bin:$PATH \
     PGDATA=/var/lib/postgresql/data

@@ -1,7 +1,7 @@
 # Prometheus and Alertmanager from Debian bookworm's packages (2.42 / 0.25, the versions the
 # users' docker-compose.yaml pins), for machines that cannot pull prom/prometheus.
-# BASE_IMAGE is the mmdebstrap rootfs with `prometheus`, `prometheus-alertmanager` and `wget`.
-ARG BASE_IMAGE=dockpulse/prometheus-debian:bookworm
+# BASE_IMAGE is the mmdebstrap rootfs of the service stand-ins (images.SERVICES_DEBIAN).
+ARG BASE_IMAGE=dockpulse/services-debian:bookworm
 FROM ${BASE_IMAGE}
 # /bin/prometheus and /bin/alertmanager, as in the upstream images (bookworm has merged /usr).
 RUN mkdir -p /prometheus /alertmanager \
