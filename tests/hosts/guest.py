@@ -26,6 +26,7 @@ CACHE = Path(os.environ.get("DOCKPULSE_GUEST_CACHE", Path.home() / ".cache/dockp
 IMAGE_INPUTS = ("build_image.sh", "guest-setup.sh", "guest-packages.txt")
 RESULTS = PROJECT / ".guest-results"
 BOOT_TIMEOUT_SECONDS = 1800
+GUEST_CPUS = 2
 
 
 # What building and booting the guest takes, by command (installed once, as root on Debian).
@@ -93,14 +94,16 @@ def ensure_image() -> tuple[Path, bool]:
 
 def boot(image: Path, results: Path, log: Path) -> None:
     """Boots the image (writes go to a throwaway snapshot) until the scenario powers it off."""
-    accel = ["-enable-kvm", "-cpu", "host"] if hardware_kvm() else ["-accel", "tcg"]
+    # Multi-threaded TCG: one host thread per virtual CPU, so the guest's CPU burners leave the
+    # exporter a CPU of its own.
+    accel = ["-enable-kvm", "-cpu", "host"] if hardware_kvm() else ["-accel", "tcg,thread=multi"]
     command = [
         "qemu-system-x86_64",
         *accel,
         "-m",
         "1536",
         "-smp",
-        "1",
+        str(GUEST_CPUS),
         "-nic",
         "none",
         "-nographic",
