@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,22 +14,15 @@ from dockpulse.settings import (
     ConfigError,
     exit_with_config_error,
     export_secret_files,
-    split_listen_address,
 )
-from dockpulse.web_config import load_web_config
-from dockpulse_relay.alert_log import AlertLog
-from dockpulse_relay.backends import make_backend
-from dockpulse_relay.config import DEFAULT_LISTEN_ADDRESS, RelayConfig, load_config
-from dockpulse_relay.dispatch import Dispatcher
-from dockpulse_relay.http import Webhook, make_server
-from dockpulse_relay.metrics import RelayMetrics
-from dockpulse_relay.silence_watch import SilenceWatcher
-from dockpulse_relay.store import StoreError, describe_store, open_store
+from dockpulse_relay.app import Relay
+from dockpulse_relay.config import DEFAULT_LISTEN_ADDRESS, load_config
+from dockpulse_relay.store.base import StoreError
+from dockpulse_relay.store.open import describe_store, open_store
 
 PROGRAM = "dockpulse-relay"
 # Secrets boto3 and libpq read from the environment themselves: each may come as NAME_FILE.
 LIBRARY_SECRETS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PGPASSWORD")
-SWITCH_INTERVAL_SECONDS = 0.001
 log = logging.getLogger("dockpulse_relay")
 
 
@@ -90,67 +82,6 @@ def dead_letters(argv: list[str]) -> int:
         return 2
     print(f"re-queued {count} dead letter(s); the running relay sends them on its next pass")
     return 0
-
-
-class Relay:
-    """The running relay: the webhook server and the dispatcher threads over one store."""
-
-    def __init__(self, config: RelayConfig) -> None:
-        self.config = config
-        self.host, self.port = split_listen_address(config.listen_address)
-        self.store = open_store(config.store, config.store_sync, config.lease)
-        self.metrics = RelayMetrics(
-            self.store.depth, self.store.oldest_pending_created_at, self._heartbeat_at
-        )
-        fallback = (
-            make_backend(config, config.mail_fallback_backend)
-            if config.mail_fallback_backend
-            else None
-        )
-        self.dispatcher = Dispatcher(
-            self.store, make_backend(config), config, self.metrics, fallback
-        )
-        self.silences = (
-            SilenceWatcher(config, self.store, self.metrics) if config.alertmanager_url else None
-        )
-        token = config.auth_token.get_secret_value() if config.auth_token else None
-        self.alert_log = AlertLog(config.alert_log)
-        webhook = Webhook(
-            self.store,
-            self.alert_log,
-            self.metrics,
-            self.dispatcher.wake,
-            token,
-            config.max_body_bytes,
-        )
-        self.server = make_server(
-            self.host,
-            self.port,
-            webhook,
-            self.metrics,
-            self.store,
-            config.max_connections,
-            config.read_timeout,
-            load_web_config(config.web_config_file),
-        )
-
-    def _heartbeat_at(self) -> float | None:
-        heartbeat = self.store.heartbeat()
-        return None if heartbeat is None else heartbeat.received_at
-
-    def serve_forever(self) -> None:
-        # Webhook threads wait less for the GIL while the dispatcher composes a big digest.
-        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
-        threading.Thread(target=self.dispatcher.run, name="planner", daemon=True).start()
-        if self.silences is not None:
-            threading.Thread(target=self.silences.run, name="silences", daemon=True).start()
-        self.server.serve_forever()
-
-    def stop(self) -> None:
-        self.dispatcher.stop()
-        if self.silences is not None:
-            self.silences.stop()
-        self.server.shutdown()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,11 +7,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from dockpulse.settings import ConfigError, Duration, load_settings, split_listen_address
+from dockpulse.settings import (
+    ConfigError,
+    Duration,
+    ListenAddress,
+    load_settings,
+    split_listen_address,
+)
 from dockpulse.web_config import load_web_config
-from dockpulse_relay.store import POSTGRES_SCHEMES
 
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9095"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")  # RELAY_STORE: a database, else a file
 
 # Environment variable -> field; the YAML file and the flags use the field names.
 ENVIRONMENT = {
@@ -76,7 +82,7 @@ class RelayConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    listen_address: str = DEFAULT_LISTEN_ADDRESS
+    listen_address: ListenAddress = DEFAULT_LISTEN_ADDRESS
     web_config_file: Path | None = None  # TLS and basic auth on every route (web_config.py)
     auth_token: SecretStr | None = None  # when set, POST /webhook needs `Bearer <token>`
     # The durable queue: a SQLite file, or a postgresql:// URL that relay replicas share.
@@ -140,15 +146,6 @@ class RelayConfig(BaseModel):
     smtp_starttls: bool = True
     smtp_timeout: Duration = 10.0
 
-    @field_validator("listen_address")
-    @classmethod
-    def _listen_address(cls, value: str) -> str:
-        try:
-            split_listen_address(value)
-        except ConfigError as exc:
-            raise ValueError(str(exc).split(": ", 1)[1]) from None
-        return value
-
     @field_validator("store", mode="before")
     @classmethod
     def _store(cls, value: object) -> object:
@@ -175,21 +172,15 @@ class RelayConfig(BaseModel):
     def _sender(cls, value: str | None) -> str | None:
         return None if value is None else _check_address(value)
 
-    @field_validator("prometheus_url", "aws_endpoint_url")
+    @field_validator("prometheus_url", "aws_endpoint_url", "grafana_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
-        return None if value is None else value.rstrip("/")
+        return None if value is None else _http_url(value)
 
     @field_validator("alertmanager_url", mode="before")
     @classmethod
     def _alertmanager_url(cls, value: object) -> object:
-        if value in ("", None):
-            return None
-        if not str(value).startswith(("http://", "https://")):
-            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
-        return str(value).rstrip("/")
+        return None if value in ("", None) else _http_url(str(value))
 
     @field_validator("alertmanager_password_file")
     @classmethod
@@ -204,13 +195,6 @@ class RelayConfig(BaseModel):
         if not value.startswith(("http://", "https://")) or "{instance}" not in value:
             raise ValueError(f"expected an http(s):// URL with {{instance}} in it, got {value!r}")
         return value.rstrip("/")
-
-    @field_validator("grafana_url")
-    @classmethod
-    def _grafana_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
-        return None if value is None else value.rstrip("/")
 
     def alertmanager_auth(self) -> tuple[str, str] | None:
         """Basic-auth credentials for Alertmanager (the password file read now), or None."""
@@ -247,6 +231,12 @@ def _basic_auth(username: str | None, password: SecretStr | None) -> tuple[str, 
     if username is None:
         return None
     return username, password.get_secret_value() if password else ""
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+    return value.rstrip("/")
 
 
 def _check_address(address: str) -> str:

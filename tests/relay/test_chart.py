@@ -23,8 +23,7 @@ import requests
 import yaml
 from PIL import Image
 
-from dockpulse_relay.alerts import Alert
-from dockpulse_relay.chart import (
+from dockpulse_relay.compose.chart import (
     LEFT_OUT_FOR_CRITICAL,
     ChartQuery,
     alert_chart,
@@ -32,8 +31,9 @@ from dockpulse_relay.chart import (
     split_condition,
     unit_of,
 )
-from dockpulse_relay.links import alert_links
-from dockpulse_relay.mail_parts import ChartImage, embed_charts, what_to_do_html, what_to_do_text
+from dockpulse_relay.compose.links import alert_links
+from dockpulse_relay.compose.parts import ChartImage, embed_charts, what_to_do_html, what_to_do_text
+from dockpulse_relay.model import Alert
 from tests.helpers import free_port
 from tests.support.local_stack import LocalStack, Service
 from tests.support.mail_view import (
@@ -390,7 +390,7 @@ def test_digest_charts_share_one_budget_when_prometheus_is_stuck(silent_server: 
     elapsed = time.monotonic() - began
     assert [chart.reason for chart in charts] == [
         "graph unavailable: Prometheus did not answer within 1.5 s",
-        *["graph unavailable: the mail's 1.5 s for graphs were spent"] * 3,
+        *["graph unavailable: the 1.5 s for graphs were spent"] * 3,
     ]
     assert elapsed < 1.5 + 0.5  # once, not four times
 

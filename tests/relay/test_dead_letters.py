@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-import dockpulse_relay.dispatch as dispatch
-from dockpulse_relay.alerts import parse_notification
-from dockpulse_relay.backends import OutboxBackend
+import dockpulse_relay.compose.composer as composer
+from dockpulse_relay.app import Dispatcher
 from dockpulse_relay.config import RelayConfig
-from dockpulse_relay.dispatch import Dispatcher
+from dockpulse_relay.deliver.backends import OutboxBackend
+from dockpulse_relay.intake.payload import parse_notification
 from dockpulse_relay.metrics import RelayMetrics
-from dockpulse_relay.store import open_store
+from dockpulse_relay.store.open import open_store
 from tests.helpers import value, wait_until
 from tests.relay.conftest import RELAY
 from tests.relay.payloads import alert, notification
@@ -38,14 +38,14 @@ def cli(store: Path | str, *args: str) -> subprocess.CompletedProcess[str]:
 def test_an_alert_that_cannot_be_composed_is_dead_lettered_alone(tmp_path, monkeypatch) -> None:
     """Composing is made to fail for one container (sanitising leaves no known input that
     breaks it; the property tests look for one): the only stand-in in this test."""
-    real_compose = dispatch.compose
+    real_compose = composer.compose
 
     def compose_or_fail(plan, *args, **kwargs):
         if any(entry.alert.container == "poison" for entry in plan.entries):
             raise ValueError("cannot encode this one")
         return real_compose(plan, *args, **kwargs)
 
-    monkeypatch.setattr(dispatch, "compose", compose_or_fail)
+    monkeypatch.setattr(composer, "compose", compose_or_fail)
     config = RelayConfig(store=tmp_path / "relay.db", outbox_dir=tmp_path / "outbox")
     store = open_store(config.store)
     metrics = RelayMetrics(store.depth)
@@ -76,7 +76,7 @@ def test_an_alert_that_cannot_be_composed_is_dead_lettered_alone(tmp_path, monke
     assert requeued.returncode == 0, requeued.stderr
     assert "re-queued 1" in requeued.stdout
 
-    monkeypatch.setattr(dispatch, "compose", real_compose)  # the fix is deployed
+    monkeypatch.setattr(composer, "compose", real_compose)  # the fix is deployed
     dispatcher.run_once(time.time())
     assert store.depth()["dead_letters"] == 0
     assert "ContainerDown (poison)" in read_outbox(config.outbox_dir)[-1].subject

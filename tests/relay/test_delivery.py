@@ -9,7 +9,12 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from dockpulse_relay.backends import AccountError, PermanentError, TransientError, classify_ses
+from dockpulse_relay.deliver.backends import (
+    AccountError,
+    PermanentError,
+    TransientError,
+    classify_ses,
+)
 from tests.helpers import free_port, value, wait_for_samples, wait_until
 from tests.relay.chaos_scenarios import moto_with_iam as moto_in_iam_mode
 from tests.relay.payloads import alert, notification

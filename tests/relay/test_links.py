@@ -17,21 +17,19 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from dockpulse_relay.alerts import Alert
-from dockpulse_relay.links import (
+from dockpulse_relay.compose.links import (
     DASHBOARD_CONTAINER_VARIABLE,
     DASHBOARD_INSTANCE_VARIABLE,
     DASHBOARD_SLUG,
     DASHBOARD_UID,
-    SilenceError,
     alert_links,
-    create_silence,
     filter_text,
-    matchers_from_silence_url,
     silence_form_url,
 )
+from dockpulse_relay.model import Alert
 from tests.helpers import free_port, wait_until
 from tests.support.local_stack import LocalStack, Service
+from tests.support.silences import SilenceError, create_silence, matchers_from_silence_url
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2024, 5, 1, 10, 30, tzinfo=UTC).timestamp()

@@ -22,14 +22,15 @@ from urllib.parse import quote
 
 import pytest
 
-import dockpulse_relay.dispatch as dispatch
-from dockpulse_relay.alerts import Alert, parse_notification
-from dockpulse_relay.backends import OutboxBackend
-from dockpulse_relay.chart import LEFT_OUT_FOR_CRITICAL
+import dockpulse_relay.compose.composer as composer
+from dockpulse_relay.app import Dispatcher
+from dockpulse_relay.compose.chart import LEFT_OUT_FOR_CRITICAL
 from dockpulse_relay.config import RelayConfig
-from dockpulse_relay.dispatch import Dispatcher
+from dockpulse_relay.deliver.backends import OutboxBackend
+from dockpulse_relay.intake.payload import parse_notification
 from dockpulse_relay.metrics import RelayMetrics
-from dockpulse_relay.store import open_store
+from dockpulse_relay.model import Alert
+from dockpulse_relay.store.open import open_store
 from tests.helpers import free_port, wait_until
 from tests.relay.conftest import RelayProcess
 from tests.relay.payloads import alert, notification
@@ -164,7 +165,7 @@ def test_a_failing_chart_or_link_never_loses_the_mail(tmp_path: Path, monkeypatc
     def broken_charts(*args: object, **kwargs: object) -> list[object]:
         raise RuntimeError("matplotlib exploded")
 
-    monkeypatch.setattr(dispatch, "alert_charts", broken_charts)
+    monkeypatch.setattr(composer, "alert_charts", broken_charts)
     relay = dispatcher(tmp_path / "charts", f"http://127.0.0.1:{free_port()}")
     (mail,) = deliver(relay, notification(memory_alert("web")))
     assert "graph unavailable: RuntimeError" in parts(mail)[0]
@@ -172,7 +173,7 @@ def test_a_failing_chart_or_link_never_loses_the_mail(tmp_path: Path, monkeypatc
     def broken_links(*args: object, **kwargs: object) -> object:
         raise ValueError("cannot link this")
 
-    monkeypatch.setattr("dockpulse_relay.message.links_of", broken_links)
+    monkeypatch.setattr("dockpulse_relay.compose.message.links_of", broken_links)
     relay = dispatcher(tmp_path / "links", f"http://127.0.0.1:{free_port()}")
     (mail,) = deliver(relay, notification(memory_alert("web")))
     text, _ = parts(mail)

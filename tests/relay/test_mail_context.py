@@ -20,11 +20,11 @@ import yaml
 from dockpulse.settings import ConfigError
 from dockpulse.web_config import load_web_config
 from dockpulse_exporter.http import make_server
-from dockpulse_relay.alerts import parse_notification
+from dockpulse_relay.compose.context import ContainerContext, ContextFetch
+from dockpulse_relay.compose.message import compose
 from dockpulse_relay.config import load_config
-from dockpulse_relay.container_context import ContainerContext, ContextFetch
-from dockpulse_relay.digest import Entry, MailPlan
-from dockpulse_relay.message import compose
+from dockpulse_relay.intake.payload import parse_notification
+from dockpulse_relay.model import Entry, MailPlan
 from testkit.passwords import bcrypt_hash
 from tests.helpers import free_port
 from tests.relay.payloads import alert, notification

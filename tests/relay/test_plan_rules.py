@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 
-from dockpulse_relay.alerts import parse_notification
-from dockpulse_relay.digest import MailPlan, plan_mails
-from dockpulse_relay.message import history, subject
-from dockpulse_relay.store import BufferedAlert, Cooldown
+from dockpulse_relay.compose.message import history, subject
+from dockpulse_relay.intake.payload import parse_notification
+from dockpulse_relay.model import BufferedAlert, Cooldown, MailPlan
+from dockpulse_relay.plan.rules import plan_mails
 from tests.relay.payloads import alert, down, notification, up
 
 COOLDOWN = 4.0

@@ -16,10 +16,10 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dockpulse_relay.alerts import Alert, PayloadError, parse_notification
-from dockpulse_relay.digest import Entry, MailPlan, event_time_text, plan_mails
-from dockpulse_relay.message import compose
-from dockpulse_relay.store import BufferedAlert, Cooldown
+from dockpulse_relay.compose.message import compose
+from dockpulse_relay.intake.payload import PayloadError, parse_notification
+from dockpulse_relay.model import Alert, BufferedAlert, Cooldown, Entry, MailPlan, event_time_text
+from dockpulse_relay.plan.rules import plan_mails
 
 HEADERS = {"Subject", "From", "To", "Date", "Message-ID", "X-Dockpulse-Kind"}
 HOSTILE = st.sampled_from(

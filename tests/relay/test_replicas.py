@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from dockpulse_relay.store import describe_store
+from dockpulse_relay.store.open import describe_store
 from tests.helpers import value, wait_until
 from tests.relay.payloads import alert, notification
 from tests.support.mail import text_of

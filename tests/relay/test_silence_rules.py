@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dockpulse_relay.silences import Matcher, Silence, concerns
+from dockpulse_relay.plan.silences import Matcher, Silence, concerns
 
 WEEK = 7 * 86400.0
 

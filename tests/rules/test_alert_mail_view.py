@@ -22,7 +22,6 @@ import pytest
 import requests
 from PIL import Image
 
-from dockpulse_relay.links import create_silence, matchers_from_silence_url
 from tests.helpers import free_port, wait_until
 from tests.support.local_stack import TEST_RELAY_TIMINGS, LocalStack, copy_rules
 from tests.support.mail import read_outbox
@@ -33,6 +32,7 @@ from tests.support.mail_view import (
     colour_pixels,
 )
 from tests.support.prometheus_history import backfill
+from tests.support.silences import create_silence, matchers_from_silence_url
 
 HOST, CONTAINER = "host1:9487", "shop-api"
 GRAFANA_URL = "http://grafana.example:3000"

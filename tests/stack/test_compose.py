@@ -28,7 +28,6 @@ import requests
 import yaml
 from PIL import Image
 
-from dockpulse_relay.links import create_silence, matchers_from_silence_url
 from dockpulse_stack.compose import COMPOSE_FILES, Stack, compose_command
 from dockpulse_stack.demo import run_stress
 from dockpulse_stack.errors import StackError
@@ -38,6 +37,7 @@ from tests.stack.conftest import outbox_of, web_auth
 from tests.support.local_stack import alertmanager_config
 from tests.support.mail import mails_about
 from tests.support.mail_view import SERIES_BLUE, THRESHOLD_RED, chart_as_shown, colour_pixels
+from tests.support.silences import create_silence, matchers_from_silence_url
 
 SECRETS = {
     "POSTGRES_PASSWORD": "pg-test",

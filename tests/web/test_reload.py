@@ -13,8 +13,8 @@ import pytest
 import requests
 import yaml
 
-from dockpulse_relay.alerts import parse_notification
-from dockpulse_relay.chart import alert_charts
+from dockpulse_relay.compose.chart import alert_charts
+from dockpulse_relay.intake.payload import parse_notification
 from dockpulse_stack.web_access import USER, write_web_configs
 from tests.helpers import wait_until
 from tests.relay.payloads import alert, notification

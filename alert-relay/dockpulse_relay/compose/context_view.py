@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dockpulse.text import one_line
-from dockpulse_relay.container_context import ContainerContext
+from dockpulse_relay.compose.context import ContainerContext
 
 LINE_CHARS = 500
 

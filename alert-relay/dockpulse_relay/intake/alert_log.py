@@ -7,7 +7,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dockpulse_relay.alerts import Alert
+from dockpulse_relay.model import Alert
 
 
 class AlertLog:

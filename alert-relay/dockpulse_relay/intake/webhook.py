@@ -20,11 +20,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from dockpulse.http_server import BoundedHTTPServer, DeadlineHandler
 from dockpulse.web_config import WebConfig
-from dockpulse_relay.alert_log import AlertLog
-from dockpulse_relay.alerts import PayloadError, parse_notification
-from dockpulse_relay.heartbeat import evaluated_at
+from dockpulse_relay.intake.alert_log import AlertLog
+from dockpulse_relay.intake.payload import PayloadError, evaluated_at, parse_notification
 from dockpulse_relay.metrics import RelayMetrics
-from dockpulse_relay.store import Store, StoreError
+from dockpulse_relay.store.base import Store, StoreError
 
 log = logging.getLogger("dockpulse_relay.http")
 

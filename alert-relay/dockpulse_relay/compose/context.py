@@ -27,7 +27,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from dockpulse_relay.alerts import Alert
+from dockpulse_relay.model import Alert
 
 CONTEXT_ALERTS = frozenset(
     {

@@ -2,23 +2,19 @@
 
 Silence links open Alertmanager's "new silence" form prefilled with matchers (the UI takes
 `#/silences/new?filter={label="value", ...}&comment=...`); the form still needs a click on
-"Create", so a mail scanner that follows links never silences anything. `create_silence` does
-the same through Alertmanager's API v2, for tools and tests.
+"Create", so a mail scanner that follows links never silences anything.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
-import requests
-
-from dockpulse_relay.alerts import CONTAINER_LABELS, Alert
-from dockpulse_relay.chart import DEFAULT_WINDOW_SECONDS, expression_from_generator_url
+from dockpulse_relay.compose.chart import DEFAULT_WINDOW_SECONDS, expression_from_generator_url
+from dockpulse_relay.model import CONTAINER_LABELS, Alert
 
 CONTAINER_SILENCE_SECONDS = 3600.0
 # grafana/dashboards/container-detail.json: its uid and template variables (a test checks them).
@@ -28,11 +24,6 @@ DASHBOARD_INSTANCE_VARIABLE = "instance"
 DASHBOARD_CONTAINER_VARIABLE = "container"
 
 _URI_COMPONENT_SAFE = "-_.!~*'()"  # what JavaScript's encodeURIComponent leaves alone
-_MATCHER = re.compile(r'\s*([^{}!=~,\\"\'`\s]+)\s*=\s*("(?:[^"\\]|\\.)*")\s*(?:,|$)')
-
-
-class SilenceError(RuntimeError):
-    """Alertmanager did not create the silence; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -72,26 +63,6 @@ def silence_form_url(external_url: str, matchers: dict[str, str], comment: str =
     if comment:
         query += "&comment=" + quote(comment, safe=_URI_COMPONENT_SAFE)
     return f"{external_url.rstrip('/')}/#/silences/new?{query}"
-
-
-def matchers_from_silence_url(url: str) -> dict[str, str]:
-    """The matchers a silence-form link carries (what the form will show)."""
-    fragment = urlsplit(url).fragment
-    route, _, query = fragment.partition("?")
-    if route != "/silences/new":
-        raise ValueError(f"not a new-silence link: {url}")
-    (text,) = parse_qs(query, keep_blank_values=True)["filter"]
-    body = text.strip()
-    if not (body.startswith("{") and body.endswith("}")):
-        raise ValueError(f"filter is not {{...}}: {text!r}")
-    matchers, position, inner = {}, 0, body[1:-1]
-    while position < len(inner):
-        match = _MATCHER.match(inner, position)
-        if match is None:
-            raise ValueError(f"unreadable matcher at {inner[position:]!r}")
-        matchers[match.group(1)] = json.loads(match.group(2))
-        position = match.end()
-    return matchers
 
 
 def prometheus_graph_url(
@@ -146,45 +117,6 @@ def alert_links(
         prometheus_graph=prometheus_graph_url(prometheus_url, alert, window),
         dashboard=dashboard_url(grafana_url, alert, window, now) if grafana_url else None,
     )
-
-
-def create_silence(
-    alertmanager_url: str,
-    matchers: dict[str, str],
-    duration: float = CONTAINER_SILENCE_SECONDS,
-    comment: str = "silenced from an alert mail",
-    created_by: str = "dockpulse-relay",
-    timeout: float = 5.0,
-    auth: tuple[str, str] | None = None,
-) -> str:
-    """Create a silence of `duration` seconds from now through API v2; its id. `auth`: basic
-    auth for an Alertmanager behind its web config."""
-    now = datetime.now(UTC)
-    body = {
-        "matchers": [
-            {"name": key, "value": value, "isRegex": False, "isEqual": True}
-            for key, value in matchers.items()
-        ],
-        "startsAt": now.isoformat(),
-        "endsAt": datetime.fromtimestamp(now.timestamp() + duration, UTC).isoformat(),
-        "createdBy": created_by,
-        "comment": comment,
-    }
-    try:
-        answer = requests.post(
-            f"{alertmanager_url.rstrip('/')}/api/v2/silences",
-            json=body,
-            timeout=timeout,
-            auth=auth,
-        )
-    except requests.RequestException as exc:
-        raise SilenceError(f"Alertmanager at {alertmanager_url} unreachable: {exc}") from None
-    if answer.status_code != 200:
-        raise SilenceError(
-            f"Alertmanager refused the silence: HTTP {answer.status_code} "
-            f"{answer.text.strip()[:200]}"
-        )
-    return str(answer.json()["silenceID"])
 
 
 def _duration(seconds: float) -> str:

@@ -30,7 +30,7 @@ from matplotlib.dates import DateFormatter
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, FuncFormatter
 
-from dockpulse_relay.alerts import Alert
+from dockpulse_relay.model import Alert
 
 DEFAULT_WINDOW_SECONDS = 3600.0
 DEFAULT_BUDGET_SECONDS = 2.0
@@ -428,6 +428,7 @@ def alert_charts(
     *,
     window: float = DEFAULT_WINDOW_SECONDS,
     budget: float = DEFAULT_BUDGET_SECONDS,
+    deadline: float | None = None,
     max_charts: int = 10,
     now: float | None = None,
     cancel: threading.Event | None = None,
@@ -437,12 +438,13 @@ def alert_charts(
     """One chart (or reason) per alert of a digest, all within one `budget`, in order.
 
     Alerts past `max_charts`, or reached when too little of the budget is left, get a reason
-    instead: a stuck Prometheus costs the digest `budget` once, not once per alert. Once
+    instead: a stuck Prometheus costs the digest `budget` once, not once per alert (several
+    digests share one budget through `deadline`, a monotonic time that replaces now + budget). Once
     `cancel` is set, the chart being fetched and the ones not yet drawn get a reason too.
     `auth` and `verify` (a CA file): a Prometheus behind its web config.
     """
     _check_positive(window=window, budget=budget, max_charts=max_charts)
-    deadline = time.monotonic() + budget
+    deadline = time.monotonic() + budget if deadline is None else deadline
     charts = []
     with requests.Session() as session:
         session.auth, session.verify = auth, verify
@@ -455,7 +457,7 @@ def alert_charts(
             elif cancel is not None and cancel.is_set():
                 charts.append(Chart(None, LEFT_OUT_FOR_CRITICAL))
             elif remaining < RENDER_ALLOWANCE_SECONDS + 0.1:
-                reason = f"graph unavailable: the mail's {budget:g} s for graphs were spent"
+                reason = f"graph unavailable: the {budget:g} s for graphs were spent"
                 charts.append(Chart(None, reason))
             else:
                 charts.append(

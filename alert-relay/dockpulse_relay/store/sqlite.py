@@ -18,75 +18,12 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
-from dockpulse_relay.store import DEFAULT_LEASE_SECONDS, SqlStore, StoreError
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS alerts (
-    id          INTEGER PRIMARY KEY,
-    key         TEXT NOT NULL UNIQUE,          -- fingerprint|status|startsAt
-    fingerprint TEXT NOT NULL,
-    status      TEXT NOT NULL,
-    critical    INTEGER NOT NULL,              -- 1: bypasses the digest buffer
-    received_at REAL NOT NULL,
-    alert       TEXT NOT NULL,                 -- the Alert as JSON
-    state       TEXT NOT NULL DEFAULT 'buffered',  -- buffered | held | mailed | suppressed
-    mail_id     INTEGER,
-    due_at      REAL                           -- held: when its cooldown ends
-);
-CREATE INDEX IF NOT EXISTS alerts_buffered ON alerts(critical, received_at)
-    WHERE state = 'buffered';
-CREATE TABLE IF NOT EXISTS mails (
-    id               INTEGER PRIMARY KEY,
-    message_id       TEXT NOT NULL UNIQUE,
-    kind             TEXT NOT NULL,            -- critical | digest | resolved | heartbeat
-    subject          TEXT NOT NULL,
-    message          BLOB NOT NULL,            -- the whole RFC 5322 message (empty: not composed)
-    first_received_at REAL NOT NULL,
-    created_at       REAL NOT NULL,
-    state            TEXT NOT NULL DEFAULT 'pending',  -- pending | sent | dead
-    attempts         INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at  REAL NOT NULL,
-    last_error       TEXT,
-    sent_at          REAL,
-    priority         INTEGER NOT NULL DEFAULT 2, -- 0 critical first ... 3 resolved warnings
-    claimed_by       TEXT,                     -- the process delivering it
-    claimed_until    REAL                      -- ... until then, unless it renews
-);
-CREATE INDEX IF NOT EXISTS mails_pending ON mails(next_attempt_at) WHERE state = 'pending';
-CREATE TABLE IF NOT EXISTS cooldowns (
-    fingerprint TEXT PRIMARY KEY,
-    mailed_at   REAL NOT NULL,
-    status      TEXT NOT NULL,                 -- what the last mail said
-    summary     INTEGER NOT NULL               -- 1: it summed up held changes
-);
-CREATE TABLE IF NOT EXISTS heartbeat (
-    id           INTEGER PRIMARY KEY CHECK (id = 1),
-    received_at  REAL NOT NULL,                -- when the last heartbeat arrived
-    evaluated_at REAL,                         -- Prometheus' time in it (None: unknown)
-    blind        INTEGER NOT NULL DEFAULT 0    -- 1: "monitoring is blind" was queued
-);
-CREATE TABLE IF NOT EXISTS notices (
-    key     TEXT PRIMARY KEY,  -- silence:<id> | blind
-    sent_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS leases (
-    name       TEXT PRIMARY KEY,               -- planner
-    holder     TEXT NOT NULL,
-    expires_at REAL NOT NULL
-);
-"""
-# Columns added since the first release: (table, column, declaration) for older stores.
-MIGRATIONS = [
-    ("alerts", "due_at", "REAL"),
-    ("mails", "priority", "INTEGER NOT NULL DEFAULT 2"),
-    ("mails", "claimed_by", "TEXT"),
-    ("mails", "claimed_until", "REAL"),
-]
-HELD_INDEX = (
-    "CREATE INDEX IF NOT EXISTS alerts_held ON alerts(fingerprint, due_at) WHERE state = 'held'"
-)
+from dockpulse_relay.store.base import DEFAULT_LEASE_SECONDS, StoreError
+from dockpulse_relay.store.schema import SQLITE, create_schema
+from dockpulse_relay.store.sql import SqlStore
 
 WAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024  # the log is cut back to this after a checkpoint
 
@@ -114,9 +51,7 @@ class SqliteStore(SqlStore):
                 db.execute(f"PRAGMA synchronous={self.synchronous}")
                 db.execute("PRAGMA busy_timeout=5000")
                 db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
-                _migrate(db)
-                db.executescript(SCHEMA)
-                db.execute(HELD_INDEX)
+                create_schema(db.execute, partial(_columns, db), SQLITE)
             except sqlite3.Error:
                 db.close()
                 raise
@@ -176,9 +111,5 @@ class SqliteStore(SqlStore):
                 self._db = None
 
 
-def _migrate(db: sqlite3.Connection) -> None:
-    """Add the columns an older store lacks (before the schema's indexes name them)."""
-    for table, column, declaration in MIGRATIONS:
-        columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-        if columns and column not in columns:
-            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}

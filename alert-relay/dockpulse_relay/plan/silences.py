@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from dockpulse_relay.compose.notices import notice_mail
 from dockpulse_relay.config import RelayConfig
-from dockpulse_relay.heartbeat import clock_text, duration_text, notice_mail
-from dockpulse_relay.store import NewMail
+from dockpulse_relay.model import NewMail
+from dockpulse_relay.times import clock_text, duration_text
 
 log = logging.getLogger(__name__)
 

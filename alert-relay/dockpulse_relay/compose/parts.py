@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
 
-from dockpulse_relay.alerts import Alert
-from dockpulse_relay.chart import DPI, SIZE_INCHES, Chart
-from dockpulse_relay.links import AlertLinks
+from dockpulse_relay.compose.chart import DPI, SIZE_INCHES, Chart
+from dockpulse_relay.compose.links import AlertLinks
+from dockpulse_relay.compose.text import runbook
+from dockpulse_relay.model import Alert
 
 CHART_WIDTH, CHART_HEIGHT = round(SIZE_INCHES[0] * DPI), round(SIZE_INCHES[1] * DPI)
 
@@ -50,19 +51,14 @@ def _link_lines(links: AlertLinks) -> list[tuple[str, str]]:
     return [(label, url) for label, url in found if url]
 
 
-def _runbook(alert: Alert) -> str:
-    notes = alert.annotations
-    return notes.get("runbook", "") or notes.get("runbook_url", "")
-
-
 def what_to_do_text(
     alert: Alert, links: AlertLinks, chart: ChartImage | None, hints: Sequence[str] = ()
 ) -> str:
     """The plain-text section: complete without the HTML part or the image; `hints` (what
     the container's context says) first."""
     lines = ["What to do:", *(f"  {hint}" for hint in hints)]
-    if _runbook(alert):
-        lines.append(f"  {_runbook(alert)}")
+    if runbook(alert):
+        lines.append(f"  {runbook(alert)}")
     lines += [f"  {label}: {url}" for label, url in _link_lines(links)]
     if chart is not None and chart.chart.png is not None:
         lines.append(f"  Graph: attached as {chart.chart.filename}")
@@ -93,8 +89,8 @@ def what_to_do_html(
     parts.append(after_chart)
     parts.append("<h3 style='margin:12px 0 4px'>What to do</h3>")
     parts += [f"<p style='margin:4px 0'><strong>{html.escape(hint)}</strong></p>" for hint in hints]
-    if _runbook(alert):
-        parts.append(f"<p style='margin:4px 0'>{html.escape(_runbook(alert))}</p>")
+    if runbook(alert):
+        parts.append(f"<p style='margin:4px 0'>{html.escape(runbook(alert))}</p>")
     buttons = " ".join(
         f'<a href="{html.escape(url)}" style="display:inline-block;margin:4px 6px 4px 0;'
         f"padding:6px 10px;border:1px solid #1f6feb;border-radius:4px;color:#1f6feb;"

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-# Labels that name the container, in order of preference (cAdvisor's `name` first).
-CONTAINER_LABELS = ("name", "container", "container_label_com_docker_compose_service", "job")
+from dockpulse_relay.model import CONTAINER_LABELS, Alert
 
 
 class PayloadError(ValueError):
@@ -42,40 +40,6 @@ class WebhookNotification(BaseModel):
     status: Literal["firing", "resolved"]
     alerts: list[WebhookAlert]
     externalURL: str = ""
-
-
-@dataclass(frozen=True)
-class Alert:
-    """One alert notification; `key` makes a re-sent one recognisable."""
-
-    fingerprint: str
-    status: str
-    starts_at: str
-    ends_at: str
-    alertname: str
-    severity: str
-    container: str
-    labels: dict[str, str]
-    annotations: dict[str, str]
-    generator_url: str
-    # Alertmanager's externalURL from the notification (silence links); "" in stores of
-    # earlier releases, whose alerts' JSON has no such key.
-    external_url: str = ""
-
-    @property
-    def key(self) -> str:
-        return f"{self.fingerprint}|{self.status}|{self.starts_at}"
-
-    @property
-    def critical(self) -> bool:
-        return self.severity == "critical"
-
-    def to_json(self) -> str:
-        return json.dumps(self.__dict__, separators=(",", ":"))  # flat: no deep copy needed
-
-    @classmethod
-    def from_json(cls, text: str) -> Alert:
-        return cls(**json.loads(text))
 
 
 def parse_notification(body: bytes) -> list[Alert]:
@@ -115,3 +79,18 @@ def label_fingerprint(labels: dict[str, str]) -> str:
     """A stable fingerprint from the label set, for senders that leave it out."""
     canonical = json.dumps(labels, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+EVALUATED_AT = "evaluated_at"
+
+
+def evaluated_at(alerts: list[Alert]) -> float | None:
+    """The newest Prometheus evaluation time among the firing Watchdogs, when they carry one."""
+    times = []
+    for alert in alerts:
+        try:
+            times.append(float(alert.annotations.get(EVALUATED_AT, "")))
+        except ValueError:
+            continue
+    finite = [t for t in times if t == t and abs(t) != float("inf")]
+    return max(finite) if finite else None

@@ -13,64 +13,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 
-from dockpulse_relay.alerts import Alert
-from dockpulse_relay.store import BufferedAlert, Cooldown
-
-# Delivery priority of a mail (lower goes first).
-PRIORITY = {
-    ("critical", False): 0,
-    ("critical", True): 1,
-    ("warning", False): 2,
-    ("warning", True): 3,
-}
+from dockpulse_relay.model import BufferedAlert, Cooldown, Entry, MailPlan, Plan, event_time_text
 
 
-@dataclass
-class Entry:
-    """One alert in a mail: its current state and the changes it stands for."""
-
-    alert: Alert  # the latest change: what is true now
-    ids: list[int]
-    received_at: float  # when the first of the changes was received
-    changes: list[Alert]  # every change, oldest first
-    held: bool  # some changes were held back by the cooldown: the mail tells the history
-
-    @property
-    def first_change(self) -> str:
-        return event_time_text(self.changes[0])
-
-    @property
-    def last_change(self) -> str:
-        return event_time_text(self.changes[-1])
-
-
-@dataclass
-class MailPlan:
-    kind: str  # critical | digest | resolved
-    severity: str
-    resolved: bool
-    entries: list[Entry] = field(default_factory=list)
-
-    @property
-    def priority(self) -> int:
-        return PRIORITY[("critical" if self.severity == "critical" else "warning", self.resolved)]
-
-
-@dataclass
-class Plan:
-    mails: list[MailPlan] = field(default_factory=list)
-    suppressed: dict[str, list[int]] = field(default_factory=dict)  # reason -> alert ids
-    held: dict[int, float] = field(default_factory=dict)  # alert id -> when it is due
-
-    def suppress(self, reason: str, alert_id: int) -> None:
-        self.suppressed.setdefault(reason, []).append(alert_id)
-
-
-def event_time_text(alert: Alert) -> str:
-    return alert.ends_at if alert.status == "resolved" and alert.ends_at else alert.starts_at
+def warnings_cutoff(now: float, buffer_timeout: float) -> float:
+    """The one rule for the digest's wait: buffered warnings are due once the oldest of them was
+    received at or before this time (the store reads the buffer by it, `plan_mails` decides by
+    it)."""
+    return now - buffer_timeout
 
 
 def _event_time(item: BufferedAlert) -> tuple[float, float, int]:
@@ -99,7 +51,7 @@ def plan_mails(
     plan = Plan()
     fresh_warnings = [item for item in buffered if not item.held and not item.alert.critical]
     warnings_due = bool(fresh_warnings) and (
-        now - min(item.received_at for item in fresh_warnings) >= buffer_timeout
+        min(item.received_at for item in fresh_warnings) <= warnings_cutoff(now, buffer_timeout)
     )
     by_fingerprint: dict[str, list[BufferedAlert]] = {}
     for item in buffered:

@@ -26,30 +26,16 @@ from email.policy import SMTP
 from email.utils import formatdate
 from urllib.parse import urlsplit
 
-from dockpulse.text import body_text, no_surrogates, one_line
-from dockpulse_relay.alerts import Alert
-from dockpulse_relay.chart import DEFAULT_WINDOW_SECONDS, Chart
-from dockpulse_relay.container_context import ContainerContext
-from dockpulse_relay.digest import Entry, MailPlan, event_time_text
-from dockpulse_relay.links import AlertLinks, alert_links
-from dockpulse_relay.mail_context import context_html, context_text, hints
-from dockpulse_relay.mail_parts import ChartImage, embed_charts, what_to_do_html, what_to_do_text
-from dockpulse_relay.store import NewMail
+from dockpulse_relay.compose.chart import DEFAULT_WINDOW_SECONDS, Chart
+from dockpulse_relay.compose.context import ContainerContext
+from dockpulse_relay.compose.context_view import context_html, context_text, hints
+from dockpulse_relay.compose.links import AlertLinks, alert_links
+from dockpulse_relay.compose.parts import ChartImage, embed_charts, what_to_do_html, what_to_do_text
+from dockpulse_relay.compose.text import body_value, header_value, link_ready, runbook
+from dockpulse_relay.model import Alert, Entry, MailPlan, NewMail, event_time_text
 
-SUBJECT_LIMIT = 180
 # RFC 5322's line limit: a subject of up to SUBJECT_LIMIT characters stays on one line.
 WIRE_POLICY = SMTP.clone(max_line_length=998)
-VALUE_LIMIT = 4000  # one fact in the body (a description, a runbook)
-
-
-def header_value(text: str, limit: int = SUBJECT_LIMIT) -> str:
-    """One line, printable, at most `limit` characters: safe in any header."""
-    return one_line(text, limit)
-
-
-def body_value(text: str, limit: int = VALUE_LIMIT) -> str:
-    """Body text: line breaks kept (CRLF -> LF), other control characters replaced, bounded."""
-    return body_text(text, limit)
 
 
 def subject(plan: MailPlan) -> str:
@@ -119,19 +105,6 @@ def _times(count: int) -> str:
     return "once" if count == 1 else f"{count} times"
 
 
-def link_ready(alert: Alert) -> Alert:
-    """The alert with every value encodable (labels as Alertmanager keeps them) and annotations
-    cleaned for the body, ready for links and the "what to do" section."""
-    return replace(
-        alert,
-        alertname=no_surrogates(alert.alertname),
-        container=no_surrogates(alert.container),
-        labels={no_surrogates(key): no_surrogates(value) for key, value in alert.labels.items()},
-        annotations={key: body_value(value) for key, value in alert.annotations.items()},
-        generator_url=no_surrogates(alert.generator_url),
-    )
-
-
 def external_url(alert: Alert) -> str:
     """Alertmanager's externalURL from the notification, if it is a plain http(s) URL; else ""
     (no silence links rather than a link anywhere else)."""
@@ -161,6 +134,7 @@ class Section:
     links: AlertLinks | None = None  # firing alerts: what to do
     chart: ChartImage | None = None
     context: ContainerContext | None = None  # why the container went down (the exporter's)
+    ready: Alert | None = None  # firing alerts: the alert cleaned once (compose/text.py)
 
     @property
     def actionable(self) -> bool:
@@ -188,7 +162,7 @@ def sections(
         chart = charts[index] if charts is not None and index < len(charts) else None
         context = contexts[index] if contexts is not None and index < len(contexts) else None
         image = ChartImage.of(chart) if chart is not None else None
-        found.append(Section(entry, links, image, context))
+        found.append(Section(entry, links, image, context, ready=alert))
     return found
 
 
@@ -209,7 +183,7 @@ def _facts(section: Section, prometheus_url: str) -> list[tuple[str, str]]:
         ("Value", notes.get("value", "")),
         ("Started", alert.starts_at),
         ("Ended", alert.ends_at if alert.status == "resolved" else ""),
-        ("Runbook", (notes.get("runbook", "") or notes.get("runbook_url", "")) if linked else ""),
+        ("Runbook", runbook(alert) if linked else ""),
         ("Prometheus", prometheus_link(alert, prometheus_url) if linked else ""),
         ("Fingerprint", alert.fingerprint),
     ]
@@ -222,9 +196,10 @@ def _text(title: str, parts: list[Section], prometheus_url: str) -> str:
         lines += [f"{name + ':':<13}{text}" for name, text in _facts(section, prometheus_url)]
         if section.context is not None:
             lines += ["", *context_text(section.context).splitlines()]
-        if section.links is not None:
-            alert = link_ready(section.entry.alert)
-            to_do = what_to_do_text(alert, section.links, section.chart, hints(section.context))
+        if section.links is not None and section.ready is not None:
+            to_do = what_to_do_text(
+                section.ready, section.links, section.chart, hints(section.context)
+            )
             lines += ["", *to_do.splitlines()]
         lines.append("")
     lines.append("-- dockpulse-relay")
@@ -244,10 +219,9 @@ def _html(title: str, parts: list[Section], prometheus_url: str) -> str:
             rows.append(f"<tr><th align='left'>{name}</th><td>{value}</td></tr>")
         block = f"<table cellpadding='3'>{''.join(rows)}</table>"
         why = context_html(section.context) if section.context is not None else ""
-        if section.links is not None:
-            alert = link_ready(section.entry.alert)
+        if section.links is not None and section.ready is not None:
             hinted = hints(section.context)
-            block += what_to_do_html(alert, section.links, section.chart, hinted, why)
+            block += what_to_do_html(section.ready, section.links, section.chart, hinted, why)
         else:
             block += why
         blocks.append(block + "<hr>")

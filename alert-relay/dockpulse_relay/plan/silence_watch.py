@@ -11,8 +11,8 @@ import requests
 
 from dockpulse_relay.config import RelayConfig
 from dockpulse_relay.metrics import RelayMetrics
-from dockpulse_relay.silences import warnings_due
-from dockpulse_relay.store import Store, StoreError
+from dockpulse_relay.plan.silences import warnings_due
+from dockpulse_relay.store.base import Store, StoreError
 
 log = logging.getLogger("dockpulse_relay.silences")
 READ_TIMEOUT_SECONDS = 10.0

@@ -1,0 +1,1 @@
+"""Intake: Alertmanager's notifications accepted, stored durably before the 2xx, logged."""

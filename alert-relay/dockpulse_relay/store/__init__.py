@@ -1,0 +1,1 @@
+"""The durable queue: see `sql.py`; `open.py` opens one."""
