@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import quote
@@ -21,11 +22,16 @@ from urllib.parse import quote
 import pytest
 import requests
 import yaml
+from matplotlib.dates import date2num
 from PIL import Image
 
 from dockpulse_relay.compose.chart import (
+    FIRED_COLOUR,
     LEFT_OUT_FOR_CRITICAL,
+    THRESHOLD_COLOUR,
+    Chart,
     ChartQuery,
+    Line,
     alert_chart,
     alert_charts,
     split_condition,
@@ -38,7 +44,6 @@ from tests.helpers import free_port
 from tests.support.local_stack import LocalStack, Service
 from tests.support.mail_view import (
     SERIES_BLUE,
-    THRESHOLD_RED,
     chromium,
     colour_pixels,
     find_image,
@@ -58,9 +63,6 @@ DOWN_RULE = (
     "max by (instance, name) (container_up) == 0\nand on (instance, name)\n"
     "max by (instance, name) (dockpulse_container_expected_running) == 1"
 )
-# matplotlib's default colours: the firing moment (the series' and threshold's: mail_view).
-FIRED_AMBER = (240, 160, 0)
-SECOND_SERIES_ORANGE = (255, 127, 14)
 # Tests of what is drawn get time enough on a loaded machine; the budget has tests of its own.
 DRAW_BUDGET = 15.0
 
@@ -114,8 +116,22 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 
 def pixels_of(png: bytes, colour: tuple[int, int, int], tolerance: int = 40) -> int:
-    """How many pixels are near `colour` (lines are antialiased)."""
+    """How many pixels are near `colour` (lines are antialiased): for what a browser shows."""
     return colour_pixels(Image.open(io.BytesIO(png)).convert("RGB"), colour, tolerance)
+
+
+def drawn(chart: Chart, colour: str | None = None) -> list[Line]:
+    """The lines with points in the chart: the series (`colour` None) or those of `colour`."""
+    specials = {THRESHOLD_COLOUR, FIRED_COLOUR}
+    return [
+        line
+        for line in chart.lines
+        if line.points and (line.colour == colour if colour else line.colour not in specials)
+    ]
+
+
+def legend(chart: Chart) -> list[str]:
+    return [line.label for line in chart.lines if not line.label.startswith("_")]
 
 
 def test_chart_shows_the_series_the_threshold_and_the_firing_moment(prometheus: Service) -> None:
@@ -127,9 +143,17 @@ def test_chart_shows_the_series_the_threshold_and_the_firing_moment(prometheus: 
     assert chart.filename == "ContainerHighMemory-web.png"
     image = Image.open(io.BytesIO(chart.png))
     assert (image.format, image.size) == ("PNG", (600, 260))
-    assert pixels_of(chart.png, SERIES_BLUE) > 400  # a line across the plot
-    assert pixels_of(chart.png, THRESHOLD_RED) > 200
-    assert pixels_of(chart.png, FIRED_AMBER) > 150
+    (series,) = drawn(chart)  # web's memory, climbing from 30 % to 80 % over the hour
+    values = [y for _, y in series.points]
+    assert len(values) > 200
+    assert values == sorted(values)
+    assert 29 < values[0] < 32 and 78 < values[-1] <= 80
+    (threshold,) = drawn(chart, THRESHOLD_COLOUR)  # the per-container threshold series
+    assert {y for _, y in threshold.points} == {50.0}
+    (fired,) = drawn(chart, FIRED_COLOUR)  # a vertical line at the firing moment
+    moment = date2num(datetime.fromtimestamp(FIRED, UTC))
+    assert all(abs(x - moment) < 1 / 86400 for x, _ in fired.points)
+    assert any(label.startswith("fired ") for label in legend(chart))
 
 
 def test_an_alert_firing_since_before_the_window_has_no_firing_line(prometheus: Service) -> None:
@@ -137,16 +161,18 @@ def test_an_alert_firing_since_before_the_window_has_no_firing_line(prometheus: 
     alert = Alert(**{**alert.__dict__, "starts_at": "2020-01-01T00:00:00+00:00"})
     chart = alert_chart(prometheus.url, alert, now=NOW, budget=DRAW_BUDGET)
     assert chart.png is not None
-    assert 0 < pixels_of(chart.png, FIRED_AMBER) < 100  # the legend's "firing since", no line
+    assert drawn(chart, FIRED_COLOUR) == []  # no line; the legend says since when
+    assert "firing since 2020-01-01 00:00" in legend(chart)
 
 
 def test_chart_draws_only_the_alerts_container(prometheus: Service) -> None:
-    """Both containers' series come back; only web's (one line) is drawn."""
+    """Both containers' series come back; only web's is drawn (other's stays at 10 %)."""
     one = alert_chart(
         prometheus.url, make_alert("ContainerHighMemory", MEMORY_RULE), now=NOW, budget=DRAW_BUDGET
     )
-    assert one.png is not None
-    assert pixels_of(one.png, SECOND_SERIES_ORANGE) == 0
+    (series,) = drawn(one)  # one line, and it is web's ramp
+    assert 10.0 not in {y for _, y in series.points}
+    assert 29 < series.points[0][1] < 32
 
 
 def test_chart_of_a_compound_condition_and_a_number_threshold(prometheus: Service) -> None:
@@ -154,10 +180,12 @@ def test_chart_of_a_compound_condition_and_a_number_threshold(prometheus: Servic
         prometheus.url, make_alert("ContainerDown", DOWN_RULE), now=NOW, budget=DRAW_BUDGET
     )
     assert chart.png is not None, chart.reason
-    # A step from 1 to 0, half of it under the threshold's line at 0: 270-430 blue pixels,
-    # by where the step falls between two query points (time.time() moves it), none undrawn.
-    assert pixels_of(chart.png, SERIES_BLUE) > 200
-    assert pixels_of(chart.png, THRESHOLD_RED) > 200  # `== 0`: the line at 0
+    (series,) = drawn(chart)  # container_up: 1 until it fired, then 0
+    values = [y for _, y in series.points]
+    assert values[0] == 1.0 and values[-1] == 0.0
+    assert sorted(set(values)) == [0.0, 1.0]
+    (threshold,) = drawn(chart, THRESHOLD_COLOUR)  # `== 0`: a horizontal line at 0
+    assert {y for _, y in threshold.points} == {0.0}
 
 
 def test_no_data_gives_a_reason(prometheus: Service) -> None:

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_hex
 from matplotlib.dates import DateFormatter
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, FuncFormatter
@@ -77,12 +78,24 @@ class ChartQuery:
 
 
 @dataclass(frozen=True)
+class Line:
+    """One line drawn: its legend label ("_child..." for unlabelled ones), colour and points
+    (x as matplotlib dates, or axes fractions for a horizontal line)."""
+
+    label: str
+    colour: str
+    points: tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True)
 class Chart:
-    """A PNG (`png`), or None and the one-line `reason` the mail shows instead."""
+    """A PNG (`png`) and the lines drawn in it, or None and the one-line `reason` the mail shows
+    instead."""
 
     png: bytes | None
     reason: str = ""
     filename: str = "alert.png"
+    lines: tuple[Line, ...] = ()
 
 
 class ChartUnavailable(Exception):
@@ -270,8 +283,9 @@ def render(
     threshold_value: float | None = None,
     threshold_series: list[dict[str, Any]] | None = None,
     alert_labels: dict[str, str] | None = None,
-) -> bytes:
-    """The PNG: series, threshold (line), the firing moment (vertical line), UTC time axis."""
+) -> tuple[bytes, tuple[Line, ...]]:
+    """The PNG: series, threshold (line), the firing moment (vertical line), UTC time axis; and
+    the lines as drawn."""
     figure = Figure(figsize=SIZE_INCHES, dpi=DPI, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
@@ -324,7 +338,15 @@ def render(
     axes.legend(fontsize=7, loc="upper left", framealpha=0.8)
     output = io.BytesIO()
     figure.savefig(output, format="png", dpi=DPI)
-    return output.getvalue()
+    drawn = tuple(
+        Line(
+            str(line.get_label()),
+            to_hex(line.get_color()),
+            tuple((float(x), float(y)) for x, y in line.get_xydata()),
+        )
+        for line in axes.get_lines()
+    )
+    return output.getvalue(), drawn
 
 
 def _check_positive(**settings: float) -> None:
@@ -407,7 +429,7 @@ def alert_chart(
         if len(results) > 1
         else []
     )
-    png = render(
+    png, lines = render(
         _title(alert),
         query.series,
         series,
@@ -419,7 +441,7 @@ def alert_chart(
         threshold_series=threshold,
         alert_labels=alert.labels,
     )
-    return Chart(png, "", filename)
+    return Chart(png, "", filename, lines)
 
 
 def alert_charts(
