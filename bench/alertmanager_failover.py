@@ -23,14 +23,14 @@ from pathlib import Path
 
 import requests
 
-from tests.helpers import wait_until
-from tests.scale.switchboard import (
+from testkit.helpers import wait_until
+from testkit.local_stack import LocalStack
+from testkit.switchboard import (
     Switchboard,
     alertmanager_cluster,
     switch_prometheus,
     switchboard,
 )
-from tests.support.local_stack import LocalStack
 
 SETTLE_SECONDS = 20.0  # later notifications of an alert (duplicates) arrive within this
 

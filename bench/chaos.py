@@ -1,6 +1,6 @@
 """Chaos for the alert path: one row per scenario (incidents, mailed, lost, duplicated, time to
 first mail), on real components - the relay, moto's SES (and its IAM mode), aiosmtpd, the real
-Prometheus and Alertmanager binaries. The scenarios are in tests/relay/chaos_scenarios.py; the
+Prometheus and Alertmanager binaries. The scenarios are in testkit/chaos_scenarios.py; the
 quick versions run in `make test` (tests/relay/test_chaos.py).
 
     .venv/bin/python bench/chaos.py [--quick] [--only flapping,kill-9,...] [--ses-outage 600]
@@ -17,7 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
-from tests.relay.chaos_scenarios import SCENARIOS, Row, Scale, Table
+from testkit.chaos_scenarios import SCENARIOS, Row, Scale, Table
 
 
 def main() -> int:

@@ -28,7 +28,7 @@ from pathlib import Path
 from dockpulse_stack.engine import DEFAULT_SOCKET, find_or_start_engine, start_private_dockerd
 from dockpulse_stack.images import STACK_IMAGES, UPSTREAM_IMAGES, build_stack_images
 from dockpulse_stack.rootfs import PYTHON_BASE_TAG, python_base_image
-from tests.support.registry import push_stand_ins, running_mirror
+from testkit.registry import push_stand_ins, running_mirror
 
 DOCKPULSE = Path(sys.executable).with_name("dockpulse")
 CACHE = Path.home() / ".cache" / "dockpulse"

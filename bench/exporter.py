@@ -35,8 +35,8 @@ from dockpulse_exporter.docker_watch import DockerWatcher
 from dockpulse_exporter.stats_api import StatsApiReader
 from dockpulse_stack.engine import Engine, start_private_dockerd
 from dockpulse_stack.rootfs import busybox_image
-from tests.support.exporter import exporter_in_process
-from tests.support.local_stack import LocalStack
+from testkit.exporter import exporter_in_process
+from testkit.local_stack import LocalStack
 
 BENCH_LABEL = "dockpulse.bench"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import requests
 
+from bench.exporter import process_rss_bytes
 from dockpulse_stack.engine import start_private_dockerd
 from dockpulse_stack.rootfs import busybox_image
-from exporter import process_rss_bytes  # bench/exporter.py, next to this script
-from tests.support.local_stack import LocalStack
+from testkit.local_stack import LocalStack
 
 STATE_DIR = Path("/tmp/dockpulse-churn-engine")
 

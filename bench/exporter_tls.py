@@ -26,9 +26,9 @@ from bench.exporter import (
     percentile,
     process_cpu_seconds,
 )
+from testkit.local_stack import LocalStack
 from testkit.passwords import bcrypt_hash
-from tests.support.local_stack import LocalStack
-from tests.support.tls import make_certificates
+from testkit.tls import make_certificates
 
 STATE_DIR = Path("/tmp/dockpulse-bench-tls-engine")
 USER, PASSWORD = "prometheus", "a-bench-password"

@@ -33,8 +33,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.probes import serve
 from dockpulse_stack.engine import start_private_dockerd
 from dockpulse_stack.rootfs import busybox_image
-from tests.helpers import free_port, scrape, values, wait_until
-from tests.support.local_stack import LocalStack
+from testkit.helpers import free_port, scrape, values, wait_until
+from testkit.local_stack import LocalStack
 
 INTERVAL = 5.0
 BLACKBOX = "/usr/bin/prometheus-blackbox-exporter"

@@ -24,9 +24,9 @@ from urllib.parse import quote
 
 import requests
 
-from tests.helpers import free_port
-from tests.support.local_stack import LocalStack, Relay
-from tests.support.prometheus_history import prometheus_with_history
+from testkit.helpers import free_port
+from testkit.local_stack import LocalStack, Relay
+from testkit.prometheus_history import prometheus_with_history
 
 EXPR = (
     "dockpulse:container_memory_percent"

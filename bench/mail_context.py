@@ -34,9 +34,9 @@ from dockpulse_exporter.events import EventRings
 from dockpulse_exporter.model import Container
 from dockpulse_stack.engine import find_or_start_engine
 from dockpulse_stack.rootfs import python_base_image
-from tests.helpers import free_port, wait_until
-from tests.support.local_stack import LocalStack, exporter_config
-from tests.support.mail import mail_text
+from testkit.helpers import free_port, wait_until
+from testkit.local_stack import LocalStack, exporter_config
+from testkit.mail import mail_text
 
 ENGINE_DIR = Path(os.environ.get("DOCKPULSE_TEST_ENGINE_DIR", "/tmp/dockpulse-test-engine"))
 LOG_SCRIPT = (

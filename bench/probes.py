@@ -24,7 +24,7 @@ import urllib3
 from dockpulse_exporter.config import Probe
 from dockpulse_exporter.probes import probe_once
 from testkit.certificates import self_signed
-from tests.helpers import free_port, wait_until
+from testkit.helpers import free_port, wait_until
 
 
 class Handler(BaseHTTPRequestHandler):

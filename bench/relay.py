@@ -31,7 +31,7 @@ from pathlib import Path
 
 import requests
 
-from tests.helpers import free_port
+from testkit.helpers import free_port
 
 RELAY = Path(sys.executable).with_name("dockpulse-relay")
 TOKEN = "bench-token"

@@ -1,6 +1,6 @@
 """Relay failover: two `dockpulse-relay` replicas on one PostgreSQL behind two Alertmanager
 peers, a burst of critical alerts, one replica killed (kill -9) while it holds a mail and one
-peer stopped halfway (tests/scale/relay_replicas.py). Per round: incidents, mailed, lost,
+peer stopped halfway (testkit/relay_replicas.py). Per round: incidents, mailed, lost,
 duplicates (and those of incidents the killed replica did not hold: a mail it handed to the mail
 server but could not mark sent goes again, with every alert it carries), the mails the killed
 replica held, and the takeover time (kill -> the last of those mails sent by the other replica;
@@ -16,8 +16,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from tests.scale.relay_replicas import relay_failover
-from tests.support.postgres import PostgresServer
+from testkit.postgres import PostgresServer
+from testkit.relay_replicas import relay_failover
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ import docker
 from bench.exporter import BENCH_LABEL, idle_containers, percentile
 from dockpulse_exporter.docker_watch import DockerWatcher
 from dockpulse_stack.demo import socket_path
-from tests.support.socket_proxy import socket_proxy
+from testkit.socket_proxy import socket_proxy
 
 STATE_DIR = Path("/tmp/dockpulse-proxy-bench-engine")
 

@@ -26,10 +26,10 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from dockpulse_stack.engine import find_or_start_engine
-from tests.helpers import free_port
-from tests.support.local_stack import LocalStack
-from tests.support.postgres import PostgresServer
-from tests.support.webapp_container import WebappContainer, webapp_image
+from testkit.helpers import free_port
+from testkit.local_stack import LocalStack
+from testkit.postgres import PostgresServer
+from testkit.webapp_container import WebappContainer, webapp_image
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -42,7 +42,7 @@ import yaml
 
 from dockpulse_relay.config import RelayConfig
 from dockpulse_stack.engine import find_or_start_engine
-from tests.support.local_stack import (
+from testkit.local_stack import (
     ALERTMANAGER_CONFIG,
     EXPORTER_CONFIG,
     PROMETHEUS_DIR,
@@ -54,9 +54,9 @@ from tests.support.local_stack import (
     query,
     seconds,
 )
-from tests.support.mail import mails_about
-from tests.support.postgres import PostgresServer
-from tests.support.webapp_container import WebappContainer, webapp_image
+from testkit.mail import mails_about
+from testkit.postgres import PostgresServer
+from testkit.webapp_container import WebappContainer, webapp_image
 
 KILL_GOAL_SECONDS = 15.0
 CPU_GOAL_MARGIN_SECONDS = 20.0  # goal: the rule's `for` + this

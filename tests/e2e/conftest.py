@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from dockpulse_stack.engine import Engine
-from tests.helpers import free_port, wait_until
-from tests.support.local_stack import (
+from testkit.helpers import free_port, wait_until
+from testkit.local_stack import (
     TEST_INTERVAL,
     TEST_RELAY_TIMINGS,
     LocalStack,
@@ -35,8 +35,8 @@ from tests.support.local_stack import (
     prometheus_config,
     query,
 )
-from tests.support.postgres import PostgresServer
-from tests.support.webapp_container import WebappContainer, webapp_image
+from testkit.postgres import PostgresServer
+from testkit.webapp_container import WebappContainer, webapp_image
 
 TEST_ALERT_FOR = {
     "ContainerHighCpu": "5s",

@@ -25,11 +25,11 @@ import requests
 from PIL import Image
 
 from dockpulse_stack.engine import Engine
+from testkit.helpers import free_port, wait_until
+from testkit.local_stack import query
+from testkit.mail import mails_about, wait_for_mail
+from testkit.mail_view import chart_as_shown
 from tests.e2e.conftest import MonitoredStack
-from tests.helpers import free_port, wait_until
-from tests.support.local_stack import query
-from tests.support.mail import mails_about, wait_for_mail
-from tests.support.mail_view import chart_as_shown
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "mail-example.png"
 

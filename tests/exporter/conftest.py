@@ -14,8 +14,8 @@ import docker
 import pytest
 
 from dockpulse_stack.engine import Engine
-from tests.helpers import Samples, scrape
-from tests.support.local_stack import LocalStack, Service
+from testkit.helpers import Samples, scrape
+from testkit.local_stack import LocalStack, Service
 
 TEST_LABEL = "dockpulse.test"
 

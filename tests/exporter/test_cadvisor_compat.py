@@ -23,15 +23,15 @@ import pytest
 import requests
 
 from dockpulse_stack.engine import Engine
-from tests.helpers import wait_until
-from tests.support.cadvisor_queries import (
+from testkit.cadvisor_queries import (
     GOAL_SHARE,
     QUERIES,
     SWARM_LABELS,
     Query,
     judge,
 )
-from tests.support.local_stack import LocalStack
+from testkit.helpers import wait_until
+from testkit.local_stack import LocalStack
 
 
 def test_threshold_stripping() -> None:

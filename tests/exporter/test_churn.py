@@ -6,7 +6,7 @@ import os
 from contextlib import suppress
 from pathlib import Path
 
-from tests.helpers import wait_until
+from testkit.helpers import wait_until
 
 
 def container_id(cgroup_id: str) -> str:

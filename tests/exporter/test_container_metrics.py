@@ -17,7 +17,7 @@ from dockpulse_exporter.docker_watch import DockerWatcher, container_from_inspec
 from dockpulse_exporter.model import Container
 from dockpulse_exporter.sampler import Sampler
 from dockpulse_stack.images import run_docker_build
-from tests.helpers import value, wait_for_samples, wait_until
+from testkit.helpers import value, wait_for_samples, wait_until
 
 
 def test_cpu_burner_shows_cpu_time_rising(exporter, run_container) -> None:

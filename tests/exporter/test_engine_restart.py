@@ -7,7 +7,7 @@ from contextlib import closing
 from pathlib import Path
 
 from dockpulse_stack.engine import Engine, start_private_dockerd
-from tests.helpers import value, wait_until
+from testkit.helpers import value, wait_until
 
 
 def copy_image(tag: str, source: Engine, target: Engine) -> None:

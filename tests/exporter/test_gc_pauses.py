@@ -14,7 +14,7 @@ import pytest
 
 from dockpulse_exporter.gc_pauses import LongLivedObjects
 from dockpulse_stack.engine import Engine
-from tests.support.exporter import exporter_in_process
+from testkit.exporter import exporter_in_process
 
 
 @pytest.fixture

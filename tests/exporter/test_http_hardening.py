@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from tests.helpers import wait_until
+from testkit.helpers import wait_until
 
 
 def connect(url: str) -> socket.socket:

@@ -20,7 +20,7 @@ from dockpulse_exporter.config import Probe
 from dockpulse_exporter.label_probes import LabelProbes
 from dockpulse_exporter.model import Container
 from dockpulse_exporter.probes import ProbeRunner, ProbeTarget
-from tests.helpers import value, values, wait_until
+from testkit.helpers import value, values, wait_until
 
 
 def container(name: str, labels: dict[str, str], **fields: object) -> Container:

@@ -13,7 +13,7 @@ import pytest
 
 from dockpulse_exporter.config import Probe
 from dockpulse_exporter.probes import ProbeResult, ProbeRunner
-from tests.helpers import free_port, value, values, wait_until
+from testkit.helpers import free_port, value, values, wait_until
 
 
 class TargetHandler(BaseHTTPRequestHandler):

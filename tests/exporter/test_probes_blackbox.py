@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dockpulse_exporter.config import Probe
 from dockpulse_exporter.probes import ProbeRun, probe_once
 from testkit.certificates import certificate, new_key, write_pem
-from tests.helpers import free_port, wait_until
+from testkit.helpers import free_port, wait_until
 
 BLACKBOX = "/usr/bin/prometheus-blackbox-exporter"
 TIMEOUT = 1.0

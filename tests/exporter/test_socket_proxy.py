@@ -13,8 +13,8 @@ import pytest
 
 from dockpulse_stack.demo import socket_path
 from dockpulse_stack.engine import Engine
-from tests.helpers import value, wait_until
-from tests.support.socket_proxy import request, socket_proxy
+from testkit.helpers import value, wait_until
+from testkit.socket_proxy import request, socket_proxy
 
 
 @pytest.fixture(scope="module")

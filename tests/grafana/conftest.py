@@ -22,11 +22,11 @@ import requests
 import yaml
 
 from dockpulse_stack.engine import Engine
-from tests.helpers import free_port, wait_until
+from testkit.cadvisor_queries import VETH_TRAFFIC
+from testkit.helpers import free_port, wait_until
+from testkit.local_stack import LocalStack, stop_process
+from testkit.postgres import PostgresServer
 from tests.loadtest.conftest import LocustRun, start_locust
-from tests.support.cadvisor_queries import VETH_TRAFFIC
-from tests.support.local_stack import LocalStack, stop_process
-from tests.support.postgres import PostgresServer
 from tests.webapp.process import webapp_process
 
 TEST_RULES = {

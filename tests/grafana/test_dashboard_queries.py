@@ -11,9 +11,9 @@ import time
 
 import pytest
 
+from testkit.helpers import wait_until
 from tests.grafana import dashboards as model
 from tests.grafana.conftest import LiveStack
-from tests.helpers import wait_until
 
 BLOCK_IO = "container_fs_"
 

@@ -18,7 +18,7 @@ import zipfile
 from pathlib import Path
 
 from dockpulse_stack.host_packages import ensure_debian_packages
-from tests.support.cadvisor_queries import load_queries
+from testkit.cadvisor_queries import load_queries
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parents[1]

@@ -19,7 +19,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project, shared over 9p
-from tests.support.cadvisor_queries import SWARM_LABELS, VETH_TRAFFIC
+from testkit.cadvisor_queries import SWARM_LABELS, VETH_TRAFFIC
 
 CGROUP = Path("/sys/fs/cgroup")
 HOST_EXPORTER_PORT = 9487

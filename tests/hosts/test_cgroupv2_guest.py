@@ -13,8 +13,8 @@ import json
 
 import pytest
 
+from testkit.cadvisor_queries import GOAL_SHARE, judge
 from tests.hosts import guest
-from tests.support.cadvisor_queries import GOAL_SHARE, judge
 
 pytestmark = [pytest.mark.guest, pytest.mark.timeout(guest.BOOT_TIMEOUT_SECONDS + 1200)]
 

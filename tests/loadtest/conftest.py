@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import Samples, free_port, scrape, wait_until
-from tests.support.postgres import PostgresServer
+from testkit.helpers import Samples, free_port, scrape, wait_until
+from testkit.postgres import PostgresServer
 from tests.webapp.process import webapp_process
 
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "loadtest" / "locustfile.py"

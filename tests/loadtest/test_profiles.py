@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import value
+from testkit.helpers import value
 from tests.loadtest.conftest import LocustRun, scrape_while_running, start_locust
 
 # Profile -> endpoints its users must have hit within the first seconds.

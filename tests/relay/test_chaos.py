@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.relay.chaos_scenarios import SCENARIOS, Scale
+from testkit.chaos_scenarios import SCENARIOS, Scale
 
 pytestmark = pytest.mark.slow  # relay processes, Alertmanager, real waits
 

@@ -1,6 +1,6 @@
 """The alert chart: drawn from a real Prometheus, or a one-line reason within the time budget.
 
-Prometheus starts with an hour of history backfilled by promtool (tests.support.prometheus_history),
+Prometheus starts with an hour of history backfilled by promtool (testkit.prometheus_history),
 so `query_range` has data at once. Slow and down Prometheus are real sockets: one that accepts
 and never answers, and a port nobody listens on.
 """
@@ -40,16 +40,16 @@ from dockpulse_relay.compose.chart import (
 from dockpulse_relay.compose.links import alert_links
 from dockpulse_relay.compose.parts import ChartImage, embed_charts, what_to_do_html, what_to_do_text
 from dockpulse_relay.model import Alert
-from tests.helpers import free_port
-from tests.support.local_stack import LocalStack, Service
-from tests.support.mail_view import (
+from testkit.helpers import free_port
+from testkit.local_stack import LocalStack, Service
+from testkit.mail_view import (
     SERIES_BLUE,
     chromium,
     colour_pixels,
     find_image,
     html_with_inline_images,
 )
-from tests.support.prometheus_history import prometheus_with_history
+from testkit.prometheus_history import prometheus_with_history
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = time.time()

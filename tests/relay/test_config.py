@@ -10,9 +10,9 @@ import pytest
 import requests
 
 from dockpulse_relay.config import load_config
-from tests.helpers import free_port, wait_until
-from tests.relay.conftest import RELAY
-from tests.support.local_stack import stop_process
+from testkit.helpers import free_port, wait_until
+from testkit.local_stack import stop_process
+from testkit.relay_process import RELAY
 
 EXAMPLE = Path(__file__).parents[2] / "alert-relay" / "relay.yml"
 

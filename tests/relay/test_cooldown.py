@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import time
 
-from tests.helpers import value, wait_until
+from testkit.helpers import value, wait_until
+from testkit.mail import read_outbox, text_of
 from tests.relay.payloads import down, up
-from tests.support.mail import read_outbox, text_of
 
 COOLDOWN = 4.0
 CHECK_INTERVAL = 0.2

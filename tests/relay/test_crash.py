@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from tests.helpers import value, wait_until
+from testkit.helpers import value, wait_until
+from testkit.mail import text_of
 from tests.relay.payloads import alert, notification
-from tests.support.mail import text_of
 
 
 def test_buffered_warnings_survive_kill_9_and_go_out_once(start_relay) -> None:

@@ -18,11 +18,11 @@ from dockpulse_relay.deliver.backends import OutboxBackend
 from dockpulse_relay.intake.payload import parse_notification
 from dockpulse_relay.metrics import RelayMetrics
 from dockpulse_relay.store.open import open_store
-from tests.helpers import value, wait_until
-from tests.relay.conftest import RELAY
+from testkit.helpers import value, wait_until
+from testkit.mail import read_outbox
+from testkit.relay_process import RELAY
+from testkit.smtp import Mailbox, smtp_env, smtp_server
 from tests.relay.payloads import alert, notification
-from tests.relay.smtp_support import Mailbox, smtp_env, smtp_server
-from tests.support.mail import read_outbox
 
 
 def cli(store: Path | str, *args: str) -> subprocess.CompletedProcess[str]:

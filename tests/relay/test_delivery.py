@@ -15,10 +15,10 @@ from dockpulse_relay.deliver.backends import (
     TransientError,
     classify_ses,
 )
-from tests.helpers import free_port, value, wait_for_samples, wait_until
-from tests.relay.chaos_scenarios import moto_with_iam as moto_in_iam_mode
+from testkit.chaos_scenarios import moto_with_iam as moto_in_iam_mode
+from testkit.helpers import free_port, value, wait_for_samples, wait_until
+from testkit.smtp import Mailbox, SlowMailbox, smtp_env, smtp_server
 from tests.relay.payloads import alert, notification
-from tests.relay.smtp_support import Mailbox, SlowMailbox, smtp_env, smtp_server
 
 SENDER = "alerts@dockpulse.example"
 

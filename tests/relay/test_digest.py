@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 
-from tests.helpers import value, wait_for_samples, wait_until
+from testkit.helpers import value, wait_for_samples, wait_until
+from testkit.mail import text_of
 from tests.relay.payloads import alert, notification
-from tests.support.mail import text_of
 
 
 def test_critical_goes_at_once_and_warnings_wait_for_one_digest(start_relay) -> None:

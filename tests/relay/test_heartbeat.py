@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from tests.helpers import value, wait_until
+from testkit.helpers import value, wait_until
 from tests.relay.payloads import watchdog
 
 TIMEOUT = 2.0

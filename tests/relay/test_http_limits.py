@@ -9,7 +9,7 @@ from contextlib import closing
 
 import pytest
 
-from tests.helpers import value, wait_until
+from testkit.helpers import value, wait_until
 from tests.relay.payloads import alert, notification
 
 # Not store-sensitive (HTTP limits): the SQLite store only.

@@ -27,9 +27,9 @@ from dockpulse_relay.compose.links import (
     silence_form_url,
 )
 from dockpulse_relay.model import Alert
-from tests.helpers import free_port, wait_until
-from tests.support.local_stack import LocalStack, Service
-from tests.support.silences import SilenceError, create_silence, matchers_from_silence_url
+from testkit.helpers import free_port, wait_until
+from testkit.local_stack import LocalStack, Service
+from testkit.silences import SilenceError, create_silence, matchers_from_silence_url
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2024, 5, 1, 10, 30, tzinfo=UTC).timestamp()

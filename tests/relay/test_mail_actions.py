@@ -31,11 +31,11 @@ from dockpulse_relay.intake.payload import parse_notification
 from dockpulse_relay.metrics import RelayMetrics
 from dockpulse_relay.model import Alert
 from dockpulse_relay.store.open import open_store
-from tests.helpers import free_port, wait_until
-from tests.relay.conftest import RelayProcess
+from testkit.helpers import free_port, wait_until
+from testkit.local_stack import LocalStack, Service
+from testkit.prometheus_history import prometheus_with_history
+from testkit.relay_process import RelayProcess
 from tests.relay.payloads import alert, notification
-from tests.support.local_stack import LocalStack, Service
-from tests.support.prometheus_history import prometheus_with_history
 
 HOST = "host1:9487"
 EXPR = (

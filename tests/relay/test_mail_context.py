@@ -25,8 +25,8 @@ from dockpulse_relay.compose.message import compose
 from dockpulse_relay.config import load_config
 from dockpulse_relay.intake.payload import parse_notification
 from dockpulse_relay.model import Entry, MailPlan
+from testkit.helpers import free_port
 from testkit.passwords import bcrypt_hash
-from tests.helpers import free_port
 from tests.relay.payloads import alert, notification
 
 HOSTILE = {

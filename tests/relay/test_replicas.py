@@ -13,10 +13,10 @@ import pytest
 import requests
 
 from dockpulse_relay.store.open import describe_store
-from tests.helpers import value, wait_until
+from testkit.helpers import value, wait_until
+from testkit.mail import text_of
+from testkit.postgres import PostgresServer
 from tests.relay.payloads import alert, notification
-from tests.support.mail import text_of
-from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.postgresql_only
 CONTAINER = re.compile(r"^Container:\s+(\S+)", re.MULTILINE)

@@ -19,8 +19,8 @@ import pytest
 import requests
 from moto.server import ThreadedMotoServer
 
-from tests.helpers import value, wait_for_samples, wait_until
-from tests.relay.chaos_scenarios import forward_post
+from testkit.chaos_scenarios import forward_post
+from testkit.helpers import value, wait_for_samples, wait_until
 from tests.relay.payloads import alert, notification
 
 # Not store-sensitive (SES errors): the SQLite store only.

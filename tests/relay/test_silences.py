@@ -15,10 +15,10 @@ import pytest
 import requests
 import yaml
 
+from testkit.helpers import free_port, value, wait_until
+from testkit.local_stack import alertmanager_config, binary
+from testkit.mail import text_of
 from testkit.passwords import bcrypt_hash
-from tests.helpers import free_port, value, wait_until
-from tests.support.local_stack import alertmanager_config, binary
-from tests.support.mail import text_of
 
 pytestmark = pytest.mark.sqlite_only  # the store's part runs on both in test_heartbeat
 USER, PASSWORD = "relay", "silence-watch-test"

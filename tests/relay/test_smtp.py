@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tests.helpers import value, wait_until
+from testkit.helpers import value, wait_until
+from testkit.smtp import smtp_env
 from tests.relay.payloads import alert, notification
-from tests.relay.smtp_support import smtp_env
 
 
 def test_mail_goes_over_starttls_with_login(start_relay, smtp, certificate) -> None:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.helpers import wait_until
+from testkit.helpers import wait_until
 from tests.relay.payloads import alert
 
 # The previous release's schema, as it is in stores out there.

@@ -9,9 +9,9 @@ import sqlite3
 import pytest
 import requests
 
-from tests.helpers import value, wait_for_samples, wait_until
+from testkit.helpers import value, wait_for_samples, wait_until
+from testkit.mail import text_of
 from tests.relay.payloads import alert, notification
-from tests.support.mail import text_of
 
 
 @pytest.mark.sqlite_only

@@ -1,7 +1,7 @@
 """Fixtures for the alerting tests: the real Prometheus, Alertmanager and relay on loopback.
 
 Each service runs from a test copy of the repository's config (free ports, temp dirs, short
-intervals; see `tests.support.local_stack`); everything else in the copy is the real file, so the
+intervals; see `testkit.local_stack`); everything else in the copy is the real file, so the
 tests exercise it.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.local_stack import (
+from testkit.local_stack import (
     ALERTMANAGER_CONFIG,
     PROMETHEUS_DIR,
     REPO_ROOT,

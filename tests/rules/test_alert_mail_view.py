@@ -22,17 +22,17 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.helpers import free_port, wait_until
-from tests.support.local_stack import TEST_RELAY_TIMINGS, LocalStack, copy_rules
-from tests.support.mail import read_outbox
-from tests.support.mail_view import (
+from testkit.helpers import free_port, wait_until
+from testkit.local_stack import TEST_RELAY_TIMINGS, LocalStack, copy_rules
+from testkit.mail import read_outbox
+from testkit.mail_view import (
     SERIES_BLUE,
     chart_as_shown,
     chromium,
     colour_pixels,
 )
-from tests.support.prometheus_history import backfill
-from tests.support.silences import create_silence, matchers_from_silence_url
+from testkit.prometheus_history import backfill
+from testkit.silences import create_silence, matchers_from_silence_url
 
 HOST, CONTAINER = "host1:9487", "shop-api"
 GRAFANA_URL = "http://grafana.example:3000"

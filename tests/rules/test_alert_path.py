@@ -11,9 +11,9 @@ from contextlib import closing
 import pytest
 
 from dockpulse_stack.engine import Engine
-from tests.helpers import wait_until
-from tests.support.local_stack import query
-from tests.support.mail import wait_for_mail
+from testkit.helpers import wait_until
+from testkit.local_stack import query
+from testkit.mail import wait_for_mail
 
 pytestmark = pytest.mark.docker
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import requests
 
-from tests.helpers import free_port, wait_until
+from testkit.helpers import free_port, wait_until
 
 FIRING = [
     # host1: container web is down; db is fine but busy.

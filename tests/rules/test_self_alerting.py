@@ -17,9 +17,9 @@ import pytest
 import requests
 from aiosmtpd.controller import Controller
 
-from tests.helpers import free_port, scrape, value, wait_until
-from tests.support.local_stack import PROMETHEUS_DIR, TEST_RELAY_TIMINGS, LocalStack
-from tests.support.mail import read_outbox
+from testkit.helpers import free_port, scrape, value, wait_until
+from testkit.local_stack import PROMETHEUS_DIR, TEST_RELAY_TIMINGS, LocalStack
+from testkit.mail import read_outbox
 
 HEARTBEAT_TIMEOUT = 5.0
 FAST_ALERTMANAGER = {"group_wait": "0s", "group_interval": "1s", "repeat_interval": "1s"}

@@ -26,12 +26,8 @@ import pytest
 
 from dockpulse_stack.engine import Engine, temporary_engine
 from dockpulse_stack.rootfs import busybox_image
-from tests.e2e.conftest import TEST_ALERT_FOR, TEST_CPU_THRESHOLD_PERCENT
-from tests.helpers import free_port
-from tests.loadtest.conftest import LocustRun, start_locust, webapp_requests
-from tests.scale.relay_replicas import PacedMailbox, paced_smtp, relay_replicas
-from tests.scale.switchboard import wait_for_cluster
-from tests.support.local_stack import (
+from testkit.helpers import free_port
+from testkit.local_stack import (
     TEST_INTERVAL,
     LocalStack,
     Relay,
@@ -40,8 +36,12 @@ from tests.support.local_stack import (
     exporter_config,
     prometheus_config,
 )
-from tests.support.postgres import PostgresServer
-from tests.support.webapp_container import WebappContainer, webapp_image
+from testkit.postgres import PostgresServer
+from testkit.relay_replicas import PacedMailbox, paced_smtp, relay_replicas
+from testkit.switchboard import wait_for_cluster
+from testkit.webapp_container import WebappContainer, webapp_image
+from tests.e2e.conftest import TEST_ALERT_FOR, TEST_CPU_THRESHOLD_PERCENT
+from tests.loadtest.conftest import LocustRun, start_locust, webapp_requests
 
 # Containers of the scaling tests only: every other container of the engines is dropped.
 CONTAINERS = "scale-test-.*"

@@ -21,14 +21,14 @@ import pytest
 import requests
 import yaml
 
-from tests.helpers import wait_until
-from tests.scale.switchboard import (
+from testkit.helpers import wait_until
+from testkit.local_stack import PROMETHEUS_DIR, LocalStack, Service
+from testkit.switchboard import (
     Switchboard,
     alertmanager_cluster,
     switch_prometheus,
     switchboard,
 )
-from tests.support.local_stack import PROMETHEUS_DIR, LocalStack, Service
 
 PEER_TIMEOUT = 3.0
 

@@ -29,13 +29,13 @@ from typing import Any
 import pytest
 import requests
 
+from testkit.helpers import scrape, value, wait_until
+from testkit.local_stack import query
+from testkit.relay_replicas import burst
 from tests.e2e.conftest import TEST_CPU_THRESHOLD_PERCENT
 from tests.grafana import dashboards as model
-from tests.helpers import scrape, value, wait_until
 from tests.loadtest.conftest import webapp_requests
 from tests.scale.conftest import Host, ScaleStack
-from tests.scale.relay_replicas import burst
-from tests.support.local_stack import query
 
 pytestmark = pytest.mark.docker
 

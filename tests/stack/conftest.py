@@ -30,7 +30,7 @@ from dockpulse_stack.images import (
     build_stack_images,
 )
 from dockpulse_stack.web_access import USER
-from tests.support.local_stack import copy_rules
+from testkit.local_stack import copy_rules
 
 # The host-network stack listens on fixed ports (its config files name them).
 STACK_PORTS = {

@@ -32,12 +32,12 @@ from dockpulse_stack.compose import COMPOSE_FILES, Stack, compose_command
 from dockpulse_stack.demo import run_stress
 from dockpulse_stack.errors import StackError
 from dockpulse_stack.images import REPO_ROOT
-from tests.helpers import scrape, value, values, wait_until
+from testkit.helpers import scrape, value, values, wait_until
+from testkit.local_stack import alertmanager_config
+from testkit.mail import mails_about
+from testkit.mail_view import SERIES_BLUE, THRESHOLD_RED, chart_as_shown, colour_pixels
+from testkit.silences import create_silence, matchers_from_silence_url
 from tests.stack.conftest import outbox_of, web_auth
-from tests.support.local_stack import alertmanager_config
-from tests.support.mail import mails_about
-from tests.support.mail_view import SERIES_BLUE, THRESHOLD_RED, chart_as_shown, colour_pixels
-from tests.support.silences import create_silence, matchers_from_silence_url
 
 SECRETS = {
     "POSTGRES_PASSWORD": "pg-test",

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from dockpulse_stack.engine import Engine, start_private_dockerd
-from tests.helpers import free_port
+from testkit.helpers import free_port
 
 pytestmark = pytest.mark.docker
 

@@ -38,8 +38,8 @@ from dockpulse_stack.images import (
 )
 from dockpulse_stack.registry import pull
 from dockpulse_stack.rootfs import PYTHON_BASE_TAG, busybox_image
+from testkit.registry import Mirror, docker, mirror_path, push_stand_ins, running_mirror
 from tests.stack.test_users_engine import USER, as_user, dockerd_pids
-from tests.support.registry import Mirror, docker, mirror_path, push_stand_ins, running_mirror
 
 pytestmark = [pytest.mark.docker, pytest.mark.users_host]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.tls import Certificates, make_certificates
+from testkit.tls import Certificates, make_certificates
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

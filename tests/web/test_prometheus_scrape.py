@@ -9,10 +9,10 @@ import pytest
 import requests
 import yaml
 
+from testkit.helpers import wait_until
+from testkit.local_stack import LocalStack, exporter_config, query
 from testkit.passwords import bcrypt_hash
-from tests.helpers import wait_until
-from tests.support.local_stack import LocalStack, exporter_config, query
-from tests.support.tls import Certificates
+from testkit.tls import Certificates
 
 pytestmark = pytest.mark.slow  # starts a real Prometheus / Alertmanager of its own
 

@@ -12,11 +12,11 @@ import yaml
 
 from dockpulse.settings import ConfigError
 from dockpulse_relay.config import load_config
+from testkit.helpers import free_port
+from testkit.local_stack import LocalStack
 from testkit.passwords import bcrypt_hash
-from tests.helpers import free_port
+from testkit.tls import Certificates
 from tests.relay.payloads import alert, notification
-from tests.support.local_stack import LocalStack
-from tests.support.tls import Certificates
 
 PASSWORD = "an-alertmanager-password"
 

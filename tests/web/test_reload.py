@@ -16,9 +16,9 @@ import yaml
 from dockpulse_relay.compose.chart import alert_charts
 from dockpulse_relay.intake.payload import parse_notification
 from dockpulse_stack.web_access import USER, write_web_configs
-from tests.helpers import wait_until
+from testkit.helpers import wait_until
+from testkit.local_stack import LocalStack, copy_rules, prometheus_config
 from tests.relay.payloads import alert, notification
-from tests.support.local_stack import LocalStack, copy_rules, prometheus_config
 
 pytestmark = pytest.mark.slow  # starts a real Prometheus / Alertmanager of its own
 

@@ -24,7 +24,7 @@ from dockpulse.web_config import load_web_config
 from dockpulse_exporter.exposition import Exposition
 from dockpulse_exporter.http import make_server
 from testkit.passwords import bcrypt_hash
-from tests.support.tls import Certificates
+from testkit.tls import Certificates
 
 PASSWORD = "alice-test-password"
 HASH = bcrypt_hash(PASSWORD)

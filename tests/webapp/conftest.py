@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.postgres import PostgresServer
+from testkit.postgres import PostgresServer
 from tests.webapp.process import webapp_process
 
 # Small caps so the hostile-parameter and concurrency tests are quick.

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import requests
 
-from tests.helpers import free_port, wait_until
-from tests.support.local_stack import stop_process
+from testkit.helpers import free_port, wait_until
+from testkit.local_stack import stop_process
 
 BIN = Path(sys.executable).parent
 

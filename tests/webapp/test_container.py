@@ -13,10 +13,10 @@ import pytest
 import requests
 
 from dockpulse_stack.engine import Engine
-from tests.helpers import scrape, value, wait_until
-from tests.support.local_stack import LocalStack
-from tests.support.postgres import PostgresServer
-from tests.support.webapp_container import WebappContainer, webapp_image
+from testkit.helpers import scrape, value, wait_until
+from testkit.local_stack import LocalStack
+from testkit.postgres import PostgresServer
+from testkit.webapp_container import WebappContainer, webapp_image
 
 pytestmark = pytest.mark.docker
 MIB = 1024 * 1024

@@ -6,7 +6,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dockpulse_webapp import create_app
 from dockpulse_webapp.config import WebappConfig
-from tests.helpers import free_port
+from testkit.helpers import free_port
 
 
 def test_an_app_whose_database_is_unreachable_starts_and_reports_503() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import requests
 
-from tests.helpers import wait_until
-from tests.support.postgres import PostgresServer
+from testkit.helpers import wait_until
+from testkit.postgres import PostgresServer
 
 
 def health(webapp: str) -> requests.Response:

@@ -9,8 +9,8 @@ import psycopg2
 import pytest
 import requests
 
-from tests.helpers import scrape, value
-from tests.support.postgres import PostgresServer
+from testkit.helpers import scrape, value
+from testkit.postgres import PostgresServer
 
 
 def get(webapp: str, path: str, timeout: float = 15) -> requests.Response:

@@ -41,10 +41,10 @@ import requests
 from aiosmtpd.controller import Controller
 from moto.server import ThreadedMotoServer
 
-from tests.helpers import free_port
-from tests.relay.conftest import TOKEN, RelayProcess
-from tests.support.local_stack import PROMETHEUS_DIR, LocalStack, stop_process
-from tests.support.mail import mail_text
+from testkit.helpers import free_port
+from testkit.local_stack import PROMETHEUS_DIR, LocalStack, stop_process
+from testkit.mail import mail_text
+from testkit.relay_process import TOKEN, RelayProcess
 
 SENDER = "alerts@dockpulse.example"
 FINGERPRINT = re.compile(r"^Fingerprint:\s+(\S+)\s*$", re.MULTILINE)

@@ -30,12 +30,12 @@ import psycopg2
 import requests
 
 from testkit.certificates import self_signed
-from tests.helpers import free_port, wait_until
-from tests.relay.smtp_support import Mailbox, smtp_env, smtp_server
-from tests.scale.switchboard import alertmanager_cluster
-from tests.support.local_stack import TEST_RELAY_TIMINGS, LocalStack, Relay, Service
-from tests.support.mail import mail_text, text_of
-from tests.support.postgres import PostgresServer
+from testkit.helpers import free_port, wait_until
+from testkit.local_stack import TEST_RELAY_TIMINGS, LocalStack, Relay, Service
+from testkit.mail import mail_text, text_of
+from testkit.postgres import PostgresServer
+from testkit.smtp import Mailbox, smtp_env, smtp_server
+from testkit.switchboard import alertmanager_cluster
 
 PEER_TIMEOUT = "3s"  # the second peer's wait before it notifies in place of the first
 BURST = "replica-burst-"  # the burst's container names: replica-burst-000, -001, ...

@@ -15,8 +15,8 @@ import requests
 
 from dockpulse_stack.engine import Engine
 from dockpulse_stack.images import WEBAPP, build_local_image
-from tests.helpers import free_port
-from tests.support.local_stack import LocalStackError
+from testkit.helpers import free_port
+from testkit.local_stack import LocalStackError
 
 # Compose would label the demo's webapp so; the shipped probe "webapp" then names this container.
 COMPOSE_SERVICE_LABEL = "com.docker.compose.service"

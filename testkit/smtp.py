@@ -12,7 +12,7 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from tests.helpers import free_port
+from testkit.helpers import free_port
 
 USER, PASSWORD = "relay", "smtp-secret"
 

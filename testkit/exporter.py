@@ -9,7 +9,7 @@ import docker
 
 from dockpulse_exporter.cli import Exporter
 from dockpulse_exporter.config import ExporterConfig
-from tests.helpers import free_port
+from testkit.helpers import free_port
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 from dockpulse_stack.host_packages import ensure_debian_packages
-from tests.support.local_stack import binary
+from testkit.local_stack import binary
 
 # matplotlib's first colour (an alert's series) and the threshold's dashed red.
 SERIES_BLUE, THRESHOLD_RED = (31, 119, 180), (204, 0, 0)

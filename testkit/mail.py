@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage, Message
 from pathlib import Path
 
-from tests.helpers import wait_until
+from testkit.helpers import wait_until
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 import requests
 
 from dockpulse_stack.engine import Engine
-from tests.helpers import free_port
+from testkit.helpers import free_port
 
 REGISTRY_CONFIG = """\
 version: 0.1

@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from tests.support.local_stack import LocalStack, LocalStackError, Service, binary
+from testkit.local_stack import LocalStack, LocalStackError, Service, binary
 
 Points = Iterable[tuple[float, float]]
 

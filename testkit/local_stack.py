@@ -32,7 +32,7 @@ import yaml
 
 from dockpulse.settings import parse_duration
 from dockpulse_stack.images import REPO_ROOT
-from tests.helpers import free_port
+from testkit.helpers import free_port
 
 PROMETHEUS_DIR = REPO_ROOT / "prometheus"
 ALERTMANAGER_CONFIG = REPO_ROOT / "alertmanager" / "alertmanager.yml"

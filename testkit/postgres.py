@@ -23,7 +23,7 @@ from typing import Any
 import psycopg2
 
 from dockpulse_stack.host_packages import ensure_debian_packages
-from tests.helpers import free_port
+from testkit.helpers import free_port
 
 DEFAULT_BIN_DIR = Path("/usr/lib/postgresql/15/bin")
 SERVER_USER = "postgres"

@@ -18,8 +18,8 @@ from typing import Any
 import requests
 import yaml
 
-from tests.helpers import free_port, wait_until
-from tests.support.local_stack import TEST_INTERVAL, LocalStack, Service, prometheus_config
+from testkit.helpers import free_port, wait_until
+from testkit.local_stack import TEST_INTERVAL, LocalStack, Service, prometheus_config
 
 SWITCH_RULES = {
     "groups": [
