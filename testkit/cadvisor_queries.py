@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 # ../shared/compat next to the repository (a worktree may sit one level deeper).
 COMPAT = next(
     (p / "shared" / "compat" for p in REPO_ROOT.parents if (p / "shared" / "compat").is_dir()),

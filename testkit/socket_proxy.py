@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from dockpulse_stack.host_packages import ensure_debian_packages
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 PROXY_CONFIG = REPO_ROOT / "exporter" / "socket-proxy" / "haproxy.cfg"
 
 
@@ -47,6 +49,7 @@ def request(
 def socket_proxy(docker_socket: Path, directory: Path) -> Iterator[Path]:
     """haproxy in front of `docker_socket`, listening on a unix socket in `directory` (yielded);
     stopped at exit. Its log (refusals included) is `directory/haproxy.log`."""
+    ensure_debian_packages({"haproxy": "haproxy"})  # a fresh machine has none
     binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
     directory.mkdir(parents=True, exist_ok=True)
     proxy_socket = directory / "docker-api.sock"
