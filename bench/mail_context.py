@@ -16,8 +16,6 @@ exporter that keeps the event rings.
 from __future__ import annotations
 
 import argparse
-import email
-import email.policy
 import json
 import os
 import subprocess
@@ -36,7 +34,7 @@ from dockpulse_stack.engine import find_or_start_engine
 from dockpulse_stack.rootfs import python_base_image
 from testkit.helpers import free_port, wait_until
 from testkit.local_stack import LocalStack, exporter_config
-from testkit.mail import mail_text
+from testkit.mail import mail_text, parse
 
 ENGINE_DIR = Path(os.environ.get("DOCKPULSE_TEST_ENGINE_DIR", "/tmp/dockpulse-test-engine"))
 LOG_SCRIPT = (
@@ -89,7 +87,7 @@ def mail_cost(mails: int) -> None:
                 for key, relay in (("with", with_context), ("without", without)):
                     body = down_alert(index, instance, name)
                     seconds, mail = mail_latency(relay, stack.token, index, body)
-                    text = mail_text(email.message_from_bytes(mail, policy=email.policy.default))
+                    text = mail_text(parse(mail))
                     if key == "with" and "permission denied" not in text:
                         raise SystemExit(f"mail {index} has no log lines: see {relay.log}")
                     if index >= 0:

@@ -13,8 +13,6 @@ in exactly one mail in the outbox: `lost` and `duplicated` count the exceptions.
 from __future__ import annotations
 
 import argparse
-import email
-import email.policy
 import http.client
 import json
 import multiprocessing
@@ -32,6 +30,7 @@ from pathlib import Path
 import requests
 
 from testkit.helpers import free_port
+from testkit.mail import parse
 
 RELAY = Path(sys.executable).with_name("dockpulse-relay")
 TOKEN = "bench-token"
@@ -132,7 +131,7 @@ def queue_empty(port: int) -> bool:
 
 def fingerprints(eml: Path) -> list[str]:
     """The alert fingerprints listed in a mail's text part."""
-    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    message = parse(eml.read_bytes())
     text = message.get_body(preferencelist=("plain",)).get_content()
     return FINGERPRINT_LINE.findall(text)
 

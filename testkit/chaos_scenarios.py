@@ -43,7 +43,7 @@ from moto.server import ThreadedMotoServer
 
 from testkit.helpers import free_port
 from testkit.local_stack import PROMETHEUS_DIR, LocalStack, stop_process
-from testkit.mail import mail_text
+from testkit.mail import mail_text, parse
 from testkit.relay_process import TOKEN, RelayProcess
 
 SENDER = "alerts@dockpulse.example"
@@ -209,7 +209,7 @@ def wait_for(check: Callable[[], bool], timeout: float, interval: float = 0.2) -
 def outbox_mails(outbox: Path) -> list[Received]:
     mails = []
     for path in outbox.glob("*.eml") if outbox.is_dir() else []:
-        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        message = parse(path.read_bytes())
         mails.append(Received(path.stat().st_mtime, str(message["Subject"]), mail_text(message)))
     return sorted(mails, key=lambda mail: mail.at)
 
@@ -230,7 +230,7 @@ class Inbox:
     async def handle_DATA(self, server, session, envelope) -> str:  # aiosmtpd hook
         if self.delay:
             await asyncio.sleep(self.delay)
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        message = parse(envelope.content)
         self.mails.append(Received(time.time(), str(message["Subject"]), mail_text(message)))
         return "250 OK"
 

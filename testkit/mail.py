@@ -18,6 +18,15 @@ class Mail:
     subject: str
     text: str  # the subject and every text part, decoded
     arrived: float  # when the relay wrote it (file mtime, seconds since the epoch)
+    message: EmailMessage  # the whole mail, parsed
+
+
+def parse(data: bytes) -> EmailMessage:
+    """A mail's RFC 5322 bytes (the outbox's .eml, an SMTP DATA, a composed message), parsed
+    with the modern policy: the one way the tests and benches read a mail."""
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
 
 
 def text_of(message: EmailMessage) -> str:
@@ -39,12 +48,18 @@ def read_outbox(outbox: Path) -> list[Mail]:
     """Every mail in `outbox`, oldest first (none when the folder does not exist yet)."""
     if not outbox.is_dir():
         return []
-    mails = []
+    found = []
     for path in outbox.glob("*.eml"):
-        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        message = parse(path.read_bytes())
         subject = str(message["Subject"]).strip()  # a folded header may start with a space
-        mails.append(Mail(path, subject, mail_text(message), path.stat().st_mtime))
-    return sorted(mails, key=lambda mail: mail.arrived)
+        written = path.stat().st_mtime_ns
+        found.append((written, Mail(path, subject, mail_text(message), written / 1e9, message)))
+    return [mail for _, mail in sorted(found, key=lambda item: item[0])]
+
+
+def outbox_messages(outbox: Path) -> list[EmailMessage]:
+    """Every message in `outbox`, in the order they were written."""
+    return [mail.message for mail in read_outbox(outbox)]
 
 
 def mails_about(outbox: Path, *words: str, since: float = 0.0) -> list[Mail]:

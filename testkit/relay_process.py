@@ -3,8 +3,6 @@ alert log): for the relay's tests and the chaos benchmark."""
 
 from __future__ import annotations
 
-import email
-import email.policy
 import json
 import os
 import signal
@@ -16,6 +14,7 @@ from pathlib import Path
 import requests
 
 from testkit.helpers import Samples, free_port, scrape, wait_until
+from testkit.mail import outbox_messages
 
 RELAY = Path(sys.executable).with_name("dockpulse-relay")
 TOKEN = "test-token"
@@ -98,13 +97,7 @@ class RelayProcess:
 
     def mails(self) -> list[EmailMessage]:
         """The outbox, in the order the mails were written."""
-        files = sorted(
-            (self.folder / "outbox").glob("*.eml"), key=lambda path: path.stat().st_mtime_ns
-        )
-        return [
-            email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-            for path in files
-        ]
+        return outbox_messages(self.folder / "outbox")
 
     def alert_log(self) -> list[dict[str, object]]:
         path = self.folder / "logs" / "container_alerts.log"

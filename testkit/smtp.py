@@ -13,6 +13,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from testkit.helpers import free_port
+from testkit.mail import parse
 
 USER, PASSWORD = "relay", "smtp-secret"
 
@@ -27,7 +28,7 @@ class Mailbox:
     async def handle_DATA(self, server, session, envelope) -> str:  # aiosmtpd hook
         if self.replies:
             return self.replies.pop(0)
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        message = parse(envelope.content)
         self.received.append((envelope.mail_from, list(envelope.rcpt_tos), message))
         return "250 OK"
 

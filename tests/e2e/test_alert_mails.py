@@ -6,8 +6,6 @@ Real container, real exporter, Prometheus, Alertmanager and relay with short tes
 
 from __future__ import annotations
 
-import email
-import email.policy
 import io
 import json
 import os
@@ -50,7 +48,7 @@ def test_killed_webapp_is_mailed_as_critical_and_its_recovery_as_resolved(
 
     assert down.subject == f"[CRITICAL] 1 alert: ContainerDown ({name})"
     assert f"Container {name} is down" in down.text
-    mail = email.message_from_bytes(down.path.read_bytes(), policy=email.policy.default)
+    mail = down.message
     graphs = [part.get_filename() for part in mail.iter_attachments()]
     assert graphs == [f"ContainerDown-{name}.png"], down.text  # container_up dropping to 0
     assert "exit code 137 (killed (SIGKILL))" in down.text, down.text  # the exporter's context

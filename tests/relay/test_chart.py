@@ -7,8 +7,6 @@ and never answers, and a port nobody listens on.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import io
 import socket
 import threading
@@ -42,6 +40,7 @@ from dockpulse_relay.compose.parts import ChartImage, embed_charts, what_to_do_h
 from dockpulse_relay.model import Alert
 from testkit.helpers import free_port
 from testkit.local_stack import LocalStack, Service
+from testkit.mail import parse
 from testkit.mail_view import (
     SERIES_BLUE,
     chromium,
@@ -339,7 +338,7 @@ def test_the_chart_in_the_mail_is_visible_in_a_browser(prometheus: Service, tmp_
     chart = alert_chart(prometheus.url, alert, now=NOW, budget=DRAW_BUDGET)
     assert chart.png is not None, chart.reason
     sent = composed_mail(alert, ChartImage.of(chart)).as_bytes()
-    received = email.message_from_bytes(sent, policy=email.policy.default)
+    received = parse(sent)
     assert isinstance(received, EmailMessage)
     page = tmp_path / "mail.html"
     page.write_text(html_with_inline_images(received))
@@ -373,7 +372,7 @@ def test_the_mail_carries_the_chart_inline_and_attached(prometheus: Service) -> 
     alert = make_alert("ContainerHighMemory", MEMORY_RULE)
     chart_image = ChartImage.of(alert_chart(prometheus.url, alert, now=NOW, budget=DRAW_BUDGET))
     message = composed_mail(alert, chart_image)
-    received = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
+    received = parse(message.as_bytes())
     assert received.get_content_type() == "multipart/mixed"
     (attachment,) = list(received.iter_attachments())
     assert attachment.get_filename() == "ContainerHighMemory-web.png"

@@ -8,8 +8,6 @@ queries at once and holds others (a digest's graph being fetched).
 
 from __future__ import annotations
 
-import email
-import email.policy
 import json
 import socket
 import threading
@@ -33,6 +31,7 @@ from dockpulse_relay.model import Alert
 from dockpulse_relay.store.open import open_store
 from testkit.helpers import free_port, wait_until
 from testkit.local_stack import LocalStack, Service
+from testkit.mail import outbox_messages
 from testkit.prometheus_history import prometheus_with_history
 from testkit.relay_process import RelayProcess
 from tests.relay.payloads import alert, notification
@@ -88,10 +87,7 @@ def deliver(relay: Dispatcher, body: dict[str, object]) -> list[EmailMessage]:
     """Store the notification as the webhook does, run one pass; the mails of the outbox."""
     relay.store.record(parse_notification(json.dumps(body).encode()), time.time())
     relay.run_once(time.time() + 1)
-    return [
-        email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        for path in sorted(relay.config.outbox_dir.glob("*.eml"))
-    ]
+    return outbox_messages(relay.config.outbox_dir)
 
 
 def parts(mail: EmailMessage) -> tuple[str, str]:

@@ -26,6 +26,7 @@ from dockpulse_relay.config import load_config
 from dockpulse_relay.intake.payload import parse_notification
 from dockpulse_relay.model import Entry, MailPlan
 from testkit.helpers import free_port
+from testkit.mail import parse
 from testkit.passwords import bcrypt_hash
 from tests.relay.payloads import alert, notification
 
@@ -53,7 +54,7 @@ def _mail(context: ContainerContext) -> email.message.EmailMessage:
     mail = compose(
         plan, "r@example.com", ["o@example.com"], "http://p:9090", 0.0, contexts=[context]
     )
-    message = email.message_from_bytes(mail.message, policy=email.policy.default)
+    message = parse(mail.message)
     assert isinstance(message, email.message.EmailMessage)
     return message
 

@@ -8,8 +8,6 @@ exactly once and mails the state that is true last.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -20,6 +18,7 @@ from dockpulse_relay.compose.message import compose
 from dockpulse_relay.intake.payload import PayloadError, parse_notification
 from dockpulse_relay.model import Alert, BufferedAlert, Cooldown, Entry, MailPlan, event_time_text
 from dockpulse_relay.plan.rules import plan_mails
+from testkit.mail import parse
 
 HEADERS = {"Subject", "From", "To", "Date", "Message-ID", "X-Dockpulse-Kind"}
 HOSTILE = st.sampled_from(
@@ -110,7 +109,7 @@ def test_composing_any_alert_gives_a_clean_mail(alerts, held: bool) -> None:
         line.split(b":", 1)[0].decode() for line in head.split(b"\r\n") if line[:1] not in b" \t"
     }
     assert names == HEADERS | {"Content-Type", "MIME-Version"}, "no header from alert content"
-    message = email.message_from_bytes(mail.message, policy=email.policy.default)
+    message = parse(mail.message)
     subject = str(message["Subject"])
     assert "\n" not in subject and "\r" not in subject
     assert len(subject) <= 180

@@ -10,8 +10,6 @@ stack's: tests/stack/test_compose.py.)
 
 from __future__ import annotations
 
-import email
-import email.policy
 import io
 import re
 import time
@@ -91,7 +89,7 @@ def real_alert_mail(stack: LocalStack) -> tuple[EmailMessage, str, str]:
         ),
         timeout=60,
     )
-    message = email.message_from_bytes(mail.path.read_bytes(), policy=email.policy.default)
+    message = mail.message
     assert isinstance(message, EmailMessage)
     return message, alertmanager.url, prometheus.url
 

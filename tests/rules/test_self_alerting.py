@@ -19,7 +19,7 @@ from aiosmtpd.controller import Controller
 
 from testkit.helpers import free_port, scrape, value, wait_until
 from testkit.local_stack import PROMETHEUS_DIR, TEST_RELAY_TIMINGS, LocalStack
-from testkit.mail import read_outbox
+from testkit.mail import parse, read_outbox
 
 HEARTBEAT_TIMEOUT = 5.0
 FAST_ALERTMANAGER = {"group_wait": "0s", "group_interval": "1s", "repeat_interval": "1s"}
@@ -32,9 +32,7 @@ class Inbox:
         self.messages: list[email.message.EmailMessage] = []
 
     async def handle_DATA(self, server, session, envelope) -> str:  # aiosmtpd hook
-        self.messages.append(
-            email.message_from_bytes(envelope.content, policy=email.policy.default)
-        )
+        self.messages.append(parse(envelope.content))
         return "250 OK"
 
 

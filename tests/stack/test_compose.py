@@ -17,7 +17,6 @@ import re
 import subprocess
 import threading
 import time
-from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from dockpulse_stack.errors import StackError
 from dockpulse_stack.images import REPO_ROOT
 from testkit.helpers import scrape, value, values, wait_until
 from testkit.local_stack import alertmanager_config
-from testkit.mail import mails_about
+from testkit.mail import mails_about, parse
 from testkit.mail_view import SERIES_BLUE, THRESHOLD_RED, chart_as_shown, colour_pixels
 from testkit.silences import create_silence, matchers_from_silence_url
 from tests.stack.conftest import outbox_of, web_auth
@@ -333,7 +332,7 @@ def test_memory_intensive_stress_mails_a_graph_and_a_silence_link_that_works(
     assert not stress.error, stress.error
     mail = found[0]
     assert mail.subject == f"[WARNING] 1 alert: ContainerHighMemory ({container})"
-    message = email.message_from_bytes(mail.path.read_bytes(), policy=policy.default)
+    message = mail.message
     assert isinstance(message, EmailMessage)
     (attachment,) = list(message.iter_attachments())
     assert attachment.get_filename() == f"ContainerHighMemory-{container}.png"
@@ -456,7 +455,7 @@ def check_stopped_container_is_mailed_as_critical(stack: Stack) -> None:
 
     def mail_about_webapp() -> email.message.EmailMessage | None:
         for path in sorted(outbox.glob("*.eml")):
-            message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+            message = parse(path.read_bytes())
             text = message.as_string()
             if "ContainerDown" in text and container in text:
                 return message
