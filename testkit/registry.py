@@ -17,6 +17,7 @@ from pathlib import Path
 import requests
 
 from dockpulse_stack.engine import Engine
+from dockpulse_stack.host_packages import ensure_debian_packages
 from testkit.helpers import free_port
 
 REGISTRY_CONFIG = """\
@@ -75,6 +76,7 @@ def push_stand_ins(engine: Engine, address: str, stand_ins: dict[str, str]) -> N
 @contextmanager
 def running_mirror(storage: Path) -> Iterator[Mirror]:
     """A registry on a free port of 127.0.0.1 keeping its blobs in `storage`; stopped on exit."""
+    ensure_debian_packages({"docker-registry": "docker-registry"})  # a fresh machine has none
     folder = Path(tempfile.mkdtemp(prefix="dp-mirror-"))
     storage.mkdir(parents=True, exist_ok=True)
     port = free_port()
