@@ -187,7 +187,7 @@ def test_an_engine_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
     assert_one_line_exit_2(dockpulse("demo", "--no-follow", env=env), "does not answer")
 
 
-def test_a_port_already_taken_is_one_line_naming_it(engine: Engine) -> None:
+def test_a_port_already_taken_is_one_line_naming_it(engine: Engine, tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -195,6 +195,10 @@ def test_a_port_already_taken_is_one_line_naming_it(engine: Engine) -> None:
         except OSError:
             pytest.fail("port 9487 is busy before the test; is a stack still running?")
         taken.listen()
-        result = dockpulse("demo", "--no-follow", env={**os.environ, "DOCKER_HOST": engine.host})
+        # Its own demo folder: the checkout's .demo, made by root, would stop a docker-group
+        # user's image builds there later ("can't stat .demo": the legacy builder checks it
+        # though .dockerignore leaves it out).
+        env = {**os.environ, "DOCKER_HOST": engine.host, "DOCKPULSE_DEMO_DIR": str(tmp_path)}
+        result = dockpulse("demo", "--no-follow", env=env)
     line = assert_one_line_exit_2(result, "port 9487 (for exporter) is already in use by")
     assert f"(pid {os.getpid()})" in line

@@ -39,6 +39,7 @@ from dockpulse_stack.images import (
 from dockpulse_stack.registry import pull
 from dockpulse_stack.rootfs import PYTHON_BASE_TAG, busybox_image
 from testkit.registry import Mirror, docker, mirror_path, push_stand_ins, running_mirror
+from tests.stack.conftest import USER as WEB_USER
 from tests.stack.test_users_engine import USER, as_user, dockerd_pids
 
 pytestmark = [pytest.mark.docker, pytest.mark.users_host]
@@ -158,15 +159,17 @@ def test_demo_as_a_user_on_their_engine_pulls_through_the_registry(
 
         # Every upstream image pulled through the mirror, nothing built from Debian packages.
         access_log = mirror.log.read_text()
-        for name in STAND_INS:
+        for name in MIRRORED:
             repository, _, tag = mirror_path(name).partition(":")
             assert f"GET /v2/{repository}/manifests/{tag}" in access_log, name
             digests = docker(host, "image", "inspect", "--format={{json .RepoDigests}}", name)
             assert json.loads(digests.stdout), f"{name} was not pulled"
+        settings = (demo_dir / "compose.env").read_text()
+        for name in NOT_MIRRORED:  # loaded as if pulled before: the demo uses it as it is
+            assert f"={name}\n" in settings, name
         assert "from Debian packages" not in up.stderr
         images = set(docker(host, "images", "--format={{.Repository}}:{{.Tag}}").stdout.split())
         assert not images & DEBIAN_ROOTFS_TAGS
-        settings = (demo_dir / "compose.env").read_text()
         assert "PROMETHEUS_IMAGE=prom/prometheus:v2.42.0" in settings
         assert "POSTGRES_IMAGE=postgres:15.10-bookworm" in settings
 
@@ -176,7 +179,10 @@ def test_demo_as_a_user_on_their_engine_pulls_through_the_registry(
         assert "grafana" in grafana.run("config", "--services", capture=True).split()
 
         # The user's own container is monitored beside the demo's.
-        metrics = requests.get("http://127.0.0.1:9487/metrics", timeout=10).text
+        exporter_password = (demo_dir / "web" / "exporter_password").read_text().strip()
+        metrics = requests.get(
+            "http://127.0.0.1:9487/metrics", auth=(WEB_USER, exporter_password), timeout=10
+        ).text
         assert f'name="{USERS_CONTAINER}"' in metrics
         assert 'name="dockpulse-webapp-1"' in metrics
 
