@@ -47,13 +47,14 @@ def create_silence(
     created_by: str = "dockpulse-relay",
     timeout: float = 5.0,
     auth: tuple[str, str] | None = None,
+    regex: bool = False,
 ) -> str:
     """Create a silence of `duration` seconds from now through API v2; its id. `auth`: basic
-    auth for an Alertmanager behind its web config."""
+    auth for an Alertmanager behind its web config; `regex`: every matcher is a regex."""
     now = datetime.now(UTC)
     body = {
         "matchers": [
-            {"name": key, "value": value, "isRegex": False, "isEqual": True}
+            {"name": key, "value": value, "isRegex": regex, "isEqual": True}
             for key, value in matchers.items()
         ],
         "startsAt": now.isoformat(),

@@ -8,7 +8,6 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from testkit.helpers import free_port, value, wait_until
 from testkit.local_stack import alertmanager_config, binary
 from testkit.mail import text_of
 from testkit.passwords import bcrypt_hash
+from testkit.silences import create_silence
 
 pytestmark = pytest.mark.sqlite_only  # the store's part runs on both in test_heartbeat
 USER, PASSWORD = "relay", "silence-watch-test"
@@ -33,20 +33,15 @@ class Alertmanager:
     def silence(
         self, matchers: dict[str, str], hours: float = 1, regex: bool = False, by: str = "mallory"
     ) -> str:
-        now = datetime.now(UTC)
-        body = {
-            "matchers": [
-                {"name": name, "value": v, "isRegex": regex, "isEqual": True}
-                for name, v in matchers.items()
-            ],
-            "startsAt": now.isoformat(),
-            "endsAt": (now + timedelta(hours=hours)).isoformat(),
-            "createdBy": by,
-            "comment": f"silenced by {by}",
-        }
-        answer = requests.post(f"{self.url}/api/v2/silences", json=body, auth=self.auth, timeout=5)
-        assert answer.status_code == 200, answer.text
-        return answer.json()["silenceID"]
+        return create_silence(
+            self.url,
+            matchers,
+            duration=hours * 3600,
+            comment=f"silenced by {by}",
+            created_by=by,
+            auth=self.auth,
+            regex=regex,
+        )
 
 
 @pytest.fixture(scope="module")
