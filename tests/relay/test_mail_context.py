@@ -21,6 +21,7 @@ from dockpulse.settings import ConfigError
 from dockpulse.web_config import load_web_config
 from dockpulse_exporter.http import make_server
 from dockpulse_relay.compose.context import ContainerContext, ContextFetch
+from dockpulse_relay.compose.context_view import hints
 from dockpulse_relay.compose.message import compose
 from dockpulse_relay.config import load_config
 from dockpulse_relay.intake.payload import parse_notification
@@ -69,6 +70,26 @@ def test_the_context_is_in_both_parts_escaped_with_its_hints() -> None:
     for part in (text, page):
         assert "It was OOM-killed (limit 32.0 MiB, peak seen 31.0 MiB)" in part
         assert "the process is not listening on its port" in part
+
+
+@pytest.mark.parametrize(
+    ("peak_mib", "hint"),
+    [(31, "most likely the OOM killer, though Docker did not flag it"),
+     (5, "Exit 137 without an OOM kill: something killed it")],
+)  # fmt: skip
+def test_exit_137_at_the_memory_limit_reads_as_an_oom_kill_docker_missed(
+    peak_mib: int, hint: str
+) -> None:
+    """Docker 20.10 under the systemd driver on cgroup v2 left OOMKilled false for a
+    container the kernel OOM-killed (the cgroup v2 guest, issue 17)."""
+    data = {
+        **HOSTILE,
+        "exit": {**HOSTILE["exit"], "oom_killed": False},
+        "memory": {"limit_bytes": 32 << 20, "peak_bytes": peak_mib << 20},
+        "health": {},
+    }
+    found = hints(ContainerContext(data, "", "host1:9487"))
+    assert len(found) == 1 and hint in found[0], found
 
 
 def test_a_missing_context_says_why() -> None:

@@ -15,6 +15,7 @@ from dockpulse.text import one_line
 from dockpulse_relay.compose.context import ContainerContext
 
 LINE_CHARS = 500
+NEAR_LIMIT = 0.9  # of the memory limit: a peak this high and exit 137 read as an OOM kill
 
 
 def _iec(value: Any) -> str:
@@ -50,6 +51,15 @@ def _memory_line(data: dict[str, Any]) -> str:
     if not limit and not peak:
         return ""
     return f"limit {_iec(limit) if limit else 'none'}, peak seen {_iec(peak)}"
+
+
+def _near_limit(data: dict[str, Any]) -> bool:
+    """The memory peak seen reached NEAR_LIMIT of the limit: the OOM killer's doing, flagged
+    or not (Docker 20.10 under the systemd driver on cgroup v2 leaves OOMKilled false)."""
+    memory = data.get("memory") or {}
+    limit, peak = memory.get("limit_bytes"), memory.get("peak_bytes")
+    numbers = isinstance(limit, int | float) and isinstance(peak, int | float)
+    return numbers and limit > 0 and peak >= NEAR_LIMIT * limit
 
 
 def facts(context: ContainerContext) -> list[tuple[str, str]]:
@@ -115,6 +125,12 @@ def hints(context: ContainerContext | None) -> list[str]:
         found.append(
             f"It was OOM-killed ({_memory_line(data)}): raise its memory limit above the peak "
             "or find what grows."
+        )
+    elif ended.get("code") == 137 and _near_limit(data):
+        found.append(
+            f"Exit 137 with its memory at its limit ({_memory_line(data)}): most likely the OOM "
+            "killer, though Docker did not flag it (it misses some on cgroup v2): raise the "
+            "limit above the peak or find what grows."
         )
     elif ended.get("code") == 137:
         found.append(
