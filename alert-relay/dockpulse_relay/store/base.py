@@ -20,11 +20,7 @@ from dockpulse_relay.model import (
 )
 
 DEFAULT_LEASE_SECONDS = 5.0
-
-
 PLANNER = "planner"
-
-
 BLIND_NOTICE = "blind"  # the notice row holding when "monitoring is blind" was last queued
 
 

@@ -94,14 +94,7 @@ class PlanningQueries(SqlBase):
         with self._transaction() as db:
             self._lock_planned(db, planned)
             for mail in mails:
-                (mail_id,) = db.execute(
-                    "INSERT INTO mails (message_id, kind, subject, message, first_received_at,"
-                    " created_at, next_attempt_at, priority, state, last_error)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                    (mail.message_id, mail.kind, mail.subject, mail.message,
-                     mail.first_received_at, now, now, mail.priority,
-                     "dead" if mail.error else "pending", mail.error),
-                ).fetchone()  # fmt: skip
+                mail_id = self._insert_mail(db, mail, now)
                 for alert_id in mail.alert_ids:
                     db.execute(
                         "UPDATE alerts SET state = 'mailed', mail_id = ?, due_at = NULL"
@@ -190,13 +183,17 @@ class PlanningQueries(SqlBase):
         )
 
     @staticmethod
-    def _insert_mail(db: Transaction, mail: NewMail, now: float) -> None:
-        db.execute(
+    def _insert_mail(db: Transaction, mail: NewMail, now: float) -> int:
+        """Queue `mail` (a dead letter at once when it could not be composed); its row id."""
+        (mail_id,) = db.execute(
             "INSERT INTO mails (message_id, kind, subject, message, first_received_at,"
-            " created_at, next_attempt_at, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, next_attempt_at, priority, state, last_error)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (mail.message_id, mail.kind, mail.subject, mail.message,
-             mail.first_received_at, now, now, mail.priority),
-        )  # fmt: skip
+             mail.first_received_at, now, now, mail.priority,
+             "dead" if mail.error else "pending", mail.error),
+        ).fetchone()  # fmt: skip
+        return int(mail_id)
 
     def purge(self, before: float) -> None:
         """Forget alerts and delivered mails older than `before` (the dedup memory ends there).
