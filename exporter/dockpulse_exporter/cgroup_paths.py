@@ -138,6 +138,10 @@ class CgroupLocator:
     def __init__(self, root: Path, proc_root: Path) -> None:
         self.root = root
         self.driver = ""  # Docker's CgroupDriver, once the engine has told (see candidate_paths)
+        # Where the engine puts containers with no --cgroup-parent, as seen in a running one's
+        # /proc/<pid>/cgroup, by leaf form ("docker-<id>.scope" or "<id>"): rootless Docker's
+        # user@<uid>.service slice cannot be guessed from Docker's naming.
+        self.seen_parents: dict[bool, str] = {}
         self.proc_root = proc_root
         self.unified = (root / "cgroup.controllers").exists()
         try:
@@ -149,12 +153,20 @@ class CgroupLocator:
     def locate(self, container_id: str, pid: int, cgroup_parent: str) -> Location | None:
         """From the container's /proc/<pid>/cgroup when visible, else from Docker's naming."""
         location = self._from_proc(pid) if pid > 0 else None
+        if location is not None and not cgroup_parent:
+            parent, _, leaf = location.cgroup_id.rpartition("/")
+            if leaf in (container_id, f"docker-{container_id}.scope"):
+                self.seen_parents[leaf != container_id] = parent
         return location or self._from_candidates(container_id, cgroup_parent)
 
     def expected_id(self, container_id: str, cgroup_parent: str) -> str:
         """The `id` a container not running (no cgroup to look at) gets: Docker's naming under
-        its cgroup driver."""
-        return "/" + candidate_paths(container_id, cgroup_parent, self.driver)[0]
+        its cgroup driver, in the parent running containers were seen in."""
+        parent, _, leaf = candidate_paths(container_id, cgroup_parent, self.driver)[0].rpartition(
+            "/"
+        )
+        seen = self.seen_parents.get(leaf != container_id) if not cgroup_parent else None
+        return f"{seen}/{leaf}" if seen is not None else f"/{parent}/{leaf}"
 
     def _controller_dir(self, controller: str, relative: str) -> Path:
         base = self.root / controller if controller else self.root

@@ -199,3 +199,19 @@ def test_oom_kills_are_read_on_v1_and_v2(tmp_path: Path) -> None:
     reader = CgroupReader(tmp_path / "v1" / "sys", tmp_path / "v1" / "proc")
     usage = reader.read(make_container(pid=0, network_mode="host"))
     assert usage is not None and usage.oom_events == 3
+
+
+def test_a_stopped_rootless_container_gets_the_slice_running_ones_are_in(tmp_path: Path) -> None:
+    # Rootless Docker (systemd driver): containers live in the user's systemd instance, which
+    # Docker's naming alone would put in /system.slice.
+    user_slice = "/user.slice/user-1000.slice/user@1000.service/user.slice"
+    host_path = f"{user_slice}/docker-{CONTAINER_ID}.scope"
+    root = v2_tree(tmp_path, host_path, host_path)
+    reader = CgroupReader(root, tmp_path / "proc")
+    reader.locator.driver = "systemd"
+    stopped = make_container(pid=0, id="f" * 64, state="exited")
+    assert reader.cgroup_id(stopped) == f"/system.slice/docker-{'f' * 64}.scope"  # nothing seen
+    assert reader.read(make_container(pid=PID, network_mode="host")) is not None
+    assert reader.cgroup_id(stopped) == f"{user_slice}/docker-{'f' * 64}.scope"
+    named = make_container(pid=0, id="e" * 64, state="exited", cgroup_parent="app.slice")
+    assert reader.cgroup_id(named) == f"/app.slice/docker-{'e' * 64}.scope"  # its own parent
