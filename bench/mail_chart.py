@@ -25,8 +25,9 @@ from urllib.parse import quote
 import requests
 
 from testkit.helpers import free_port
-from testkit.local_stack import LocalStack, Relay
+from testkit.local_stack import LocalStack
 from testkit.prometheus_history import prometheus_with_history
+from testkit.relay_process import RelayProcess
 
 EXPR = (
     "dockpulse:container_memory_percent"
@@ -79,7 +80,7 @@ def webhook(index: int, external_url: str) -> bytes:
 
 
 def mail_latency(
-    relay: Relay, token: str, index: int, body: bytes | None = None
+    relay: RelayProcess, token: str, index: int, body: bytes | None = None
 ) -> tuple[float, bytes]:
     """Seconds from posting the alert (`body`, default `webhook(index)`) to its mail being
     written; the mail."""

@@ -47,7 +47,6 @@ from testkit.local_stack import (
     EXPORTER_CONFIG,
     PROMETHEUS_DIR,
     LocalStack,
-    Relay,
     demo_webapp_probe,
     exporter_config,
     prometheus_config,
@@ -56,6 +55,7 @@ from testkit.local_stack import (
 )
 from testkit.mail import mails_about
 from testkit.postgres import PostgresServer
+from testkit.relay_process import RelayProcess
 from testkit.webapp_container import WebappContainer, webapp_image
 
 KILL_GOAL_SECONDS = 15.0
@@ -172,11 +172,11 @@ def alert_samples(prometheus_url: str, wanted: dict[str, str], since: float) -> 
     )
 
 
-def relay_received(relay: Relay, wanted: dict[str, str], since: float) -> float | None:
+def relay_received(relay: RelayProcess, wanted: dict[str, str], since: float) -> float | None:
     """When the relay first received the alert firing, from its alert log."""
-    if not relay.alert_log.exists():
+    if not relay.alert_log_path.exists():
         return None
-    for line in relay.alert_log.read_text().splitlines():
+    for line in relay.alert_log_path.read_text().splitlines():
         entry = json.loads(line)
         received = epoch(entry["time"])
         firing = entry["status"] == "firing"
@@ -186,7 +186,7 @@ def relay_received(relay: Relay, wanted: dict[str, str], since: float) -> float 
 
 
 def follow_alert(
-    prometheus_url: str, relay: Relay, wanted: dict[str, str], fault: float, timeout: float
+    prometheus_url: str, relay: RelayProcess, wanted: dict[str, str], fault: float, timeout: float
 ) -> Timeline:
     """Wait for the mail of the alert with labels `wanted`, then trace its path back."""
     words = [wanted["alertname"], *([wanted["name"]] if "name" in wanted else [])]
@@ -242,7 +242,7 @@ class Bench:
     database: PostgresServer
     webapp: WebappContainer
     prometheus_url: str
-    relay: Relay
+    relay: RelayProcess
     prefix: str
     cycle: float  # seconds: the longer of the scrape and evaluation intervals
 

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
@@ -33,6 +33,7 @@ import yaml
 from dockpulse.settings import parse_duration
 from dockpulse_stack.images import REPO_ROOT
 from testkit.helpers import free_port
+from testkit.relay_process import RelayProcess
 
 PROMETHEUS_DIR = REPO_ROOT / "prometheus"
 ALERTMANAGER_CONFIG = REPO_ROOT / "alertmanager" / "alertmanager.yml"
@@ -117,12 +118,12 @@ class Service:
         stop_process(self.process)
 
 
-@dataclass
-class Relay(Service):
-    """`dockpulse-relay` with the outbox backend: every mail a .eml file in `outbox`."""
+class Stoppable(Protocol):
+    """What LocalStack keeps of each process it started: a Service or a RelayProcess."""
 
-    outbox: Path
-    alert_log: Path
+    name: str
+
+    def stop(self) -> None: ...
 
 
 def query(prometheus_url: str, promql: str) -> list[dict[str, Any]]:
@@ -266,7 +267,7 @@ class LocalStack:
 
     def __init__(self, work_dir: Path) -> None:
         self.work_dir = work_dir
-        self.services: list[Service] = []
+        self.services: list[Stoppable] = []
         self.token = secrets.token_urlsafe(24)
         self.token_file = work_dir / "relay_token"
         self.token_file.write_text(self.token + "\n")
@@ -310,28 +311,27 @@ class LocalStack:
         service.wait_ready(ready_path)
         return service
 
-    def relay(self, name: str = "relay", **env: str) -> Relay:
-        """The relay with the outbox backend; `env` adds settings (e.g. BUFFER_TIMEOUT)."""
-        folder, port = self.folder(name), free_port()
+    def relay(self, name: str = "relay", **env: str) -> RelayProcess:
+        """The relay with the outbox backend (every mail a .eml file in its `outbox`) and the
+        stack's token, ready when /healthz answers 200; no timings of its own: `env` adds
+        settings (e.g. TEST_RELAY_TIMINGS)."""
+        folder = self.folder(name)
         settings = {
-            "RELAY_AUTH_TOKEN": self.token,
-            "RELAY_STORE": str(folder / "relay.db"),
             "MAIL_BACKEND": "outbox",
-            "OUTBOX_DIR": str(folder / "outbox"),
             "ALERT_LOG": str(folder / "container_alerts.log"),
-            "ALERTMANAGER_URL": "",  # silences not watched unless a test says where
             **env,
         }
-        args = [
-            sys.executable,
-            "-m",
-            "dockpulse_relay.cli",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ]
-        service = self.start(name, args, port, "/healthz", settings)
-        return Relay(
-            name, port, service.process, folder, folder / "outbox", folder / "container_alerts.log"
+        relay = RelayProcess(
+            folder,
+            settings,
+            name=name,
+            token=self.token,
+            timings={},
+            ready_statuses=(200,),
+            ready_timeout=30.0,
         )
+        self.services.append(relay)
+        return relay.start()
 
     def alertmanager(
         self,

@@ -1,5 +1,5 @@
 """One `dockpulse-relay` as a real subprocess on a free port, with its folder (store, outbox,
-alert log): for the relay's tests and the chaos benchmark."""
+alert log): for the relay's tests, the chaos benchmark and `LocalStack.relay`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from email.message import EmailMessage
 from pathlib import Path
+from types import EllipsisType
 
 import requests
 
@@ -18,23 +20,43 @@ from testkit.mail import outbox_messages
 
 RELAY = Path(sys.executable).with_name("dockpulse-relay")
 TOKEN = "test-token"
+# The relay's tests' timings: a warning waits 1 s in the buffer, the dispatcher looks 5 times a
+# second, and the same alert may be mailed again after 0.1 s.
+FAST_TIMINGS = {"BUFFER_TIMEOUT": "1", "CHECK_INTERVAL": "0.2", "ALERT_COOLDOWN": "0.1"}
 
 
 class RelayProcess:
-    """One `dockpulse-relay` process; `restart()` keeps the folder (store, outbox, log)."""
+    """One `dockpulse-relay` process; `restart()` keeps the folder (store, outbox, log).
 
-    def __init__(self, folder: Path, env: dict[str, str]) -> None:
+    The defaults are the relay's tests': bearer token TOKEN, FAST_TIMINGS, and ready when
+    /healthz answers 200 or 503 (a store that cannot be written yet). `LocalStack.relay` passes
+    the stack's token, no timings and `ready_statuses=(200,)`. `env` overrides every setting.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        env: Mapping[str, str],
+        *,
+        name: str | None = None,
+        token: str = TOKEN,
+        timings: Mapping[str, str] = FAST_TIMINGS,
+        ready_statuses: tuple[int, ...] = (200, 503),
+        ready_timeout: float = 20.0,
+    ) -> None:
         self.folder = folder
+        self.name = name or folder.name
+        self.token = token
+        self.ready_statuses = ready_statuses
+        self.ready_timeout = ready_timeout
         self.port = free_port()
         self.env = {
             **os.environ,
-            "RELAY_AUTH_TOKEN": TOKEN,
+            "RELAY_AUTH_TOKEN": token,
             "RELAY_STORE": str(folder / "relay.db"),
             "OUTBOX_DIR": str(folder / "outbox"),
             "ALERT_LOG": str(folder / "logs" / "container_alerts.log"),
-            "BUFFER_TIMEOUT": "1",
-            "CHECK_INTERVAL": "0.2",
-            "ALERT_COOLDOWN": "0.1",
+            **timings,
             "ALERTMANAGER_URL": "",  # silences not watched unless a test says where
             **env,
         }
@@ -44,25 +66,41 @@ class RelayProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def log(self) -> Path:
+        """Its stdout and stderr, every start appended."""
+        return self.folder / "relay.out"
+
+    @property
+    def outbox(self) -> Path:
+        """OUTBOX_DIR: with the outbox backend, every mail a .eml file there."""
+        return Path(self.env["OUTBOX_DIR"])
+
+    @property
+    def alert_log_path(self) -> Path:
+        """ALERT_LOG: a JSON line for every alert received (see `alert_log_entries`)."""
+        return Path(self.env["ALERT_LOG"])
+
     def start(self) -> RelayProcess:
-        log = (self.folder / "relay.out").open("ab")
-        self.process = subprocess.Popen(
-            [str(RELAY), f"--web.listen-address=127.0.0.1:{self.port}"],
-            env=self.env,
-            cwd=self.folder,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_until(self._answers, timeout=20, interval=0.05)
+        """Start it and wait until /healthz answers one of `ready_statuses`."""
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(RELAY), f"--web.listen-address=127.0.0.1:{self.port}"],
+                env=self.env,
+                cwd=self.folder,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_until(self._answers, timeout=self.ready_timeout, interval=0.05)
         return self
 
     def _answers(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
-            raise AssertionError(f"relay exited: {self.output()}")
-        return requests.get(f"{self.url}/healthz", timeout=2).status_code in (200, 503)
+            raise AssertionError(f"{self.name} exited: {self.output()}")
+        return requests.get(f"{self.url}/healthz", timeout=2).status_code in self.ready_statuses
 
     def output(self) -> str:
-        return (self.folder / "relay.out").read_text(errors="replace")
+        return self.log.read_text(errors="replace")
 
     def kill(self) -> None:
         """kill -9: no chance to flush or clean up."""
@@ -84,12 +122,18 @@ class RelayProcess:
         return self.start()
 
     def post(
-        self, payload: object, token: str | None = TOKEN, path: str = "/webhook"
+        self,
+        payload: object,
+        token: str | EllipsisType | None = ...,
+        path: str = "/webhook",
     ) -> requests.Response:
+        """POST `payload` (bytes, or JSON) with `token` as bearer token: by default its own,
+        None for no Authorization header."""
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         headers = {"Content-Type": "application/json"}
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
+        bearer = self.token if token is ... else token
+        if bearer is not None:
+            headers["Authorization"] = f"Bearer {bearer}"
         return requests.post(f"{self.url}{path}", data=body, headers=headers, timeout=10)
 
     def metrics(self) -> Samples:
@@ -97,8 +141,9 @@ class RelayProcess:
 
     def mails(self) -> list[EmailMessage]:
         """The outbox, in the order the mails were written."""
-        return outbox_messages(self.folder / "outbox")
+        return outbox_messages(self.outbox)
 
-    def alert_log(self) -> list[dict[str, object]]:
-        path = self.folder / "logs" / "container_alerts.log"
+    def alert_log_entries(self) -> list[dict[str, object]]:
+        """The alert log's lines, parsed; none before the first alert."""
+        path = self.alert_log_path
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

@@ -31,9 +31,10 @@ import requests
 
 from testkit.certificates import self_signed
 from testkit.helpers import free_port, wait_until
-from testkit.local_stack import TEST_RELAY_TIMINGS, LocalStack, Relay, Service
+from testkit.local_stack import TEST_RELAY_TIMINGS, LocalStack, Service
 from testkit.mail import mail_text, text_of
 from testkit.postgres import PostgresServer
+from testkit.relay_process import RelayProcess
 from testkit.smtp import Mailbox, smtp_env, smtp_server
 from testkit.switchboard import alertmanager_cluster
 
@@ -152,7 +153,7 @@ def post_alerts(peers: list, alerts: list[dict[str, object]]) -> None:
                 requests.post(f"{peer.url}/api/v2/alerts", json=alerts, timeout=5)
 
 
-def holding(url: str, replicas: list[Relay]) -> tuple[Relay, list[int]] | None:
+def holding(url: str, replicas: list[RelayProcess]) -> tuple[RelayProcess, list[int]] | None:
     """A replica that holds claimed mails it has not finished, and those mails."""
     rows = query(url, "SELECT id, claimed_by FROM mails WHERE state = 'pending'"
                  " AND claimed_by IS NOT NULL")  # fmt: skip
@@ -185,7 +186,7 @@ def relay_replicas(
     peer_flags: tuple[str, ...] = (f"--cluster.peer-timeout={PEER_TIMEOUT}",),
     wait: bool = True,
     **caps: str,
-) -> tuple[list[Relay], list[Service]]:
+) -> tuple[list[RelayProcess], list[Service]]:
     """Two relay replicas on `database` mailing over `smtp` (test timings, no graphs), and two
     Alertmanager peers each posting to both (`wait`, `caps`: see alertmanager_cluster)."""
     env = {
@@ -203,7 +204,7 @@ def relay_replicas(
 
 def burst(
     database: str,
-    replicas: list[Relay],
+    replicas: list[RelayProcess],
     peers: list[Service],
     mailbox: PacedMailbox,
     instances: Sequence[str],

@@ -28,7 +28,6 @@ from testkit.local_stack import (
     TEST_INTERVAL,
     TEST_RELAY_TIMINGS,
     LocalStack,
-    Relay,
     Service,
     copy_rules,
     exporter_config,
@@ -36,6 +35,7 @@ from testkit.local_stack import (
     query,
 )
 from testkit.postgres import PostgresServer
+from testkit.relay_process import RelayProcess
 from testkit.webapp_container import WebappContainer, webapp_image
 
 TEST_ALERT_FOR = {
@@ -55,7 +55,7 @@ class MonitoredStack:
     webapp: WebappContainer
     database: PostgresServer
     prometheus: Service
-    relay: Relay
+    relay: RelayProcess
     work_dir: Path
     alertmanager_url: str = ""  # also its --web.external-url: the mails' silence links
     prefix: str = ""  # containers named `<prefix>-...` are watched

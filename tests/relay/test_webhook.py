@@ -35,7 +35,7 @@ def test_refuses_what_is_not_an_authenticated_alertmanager_notification(start_re
     assert value(samples, "dockpulse_relay_webhook_requests_total", code="401") == 2
     assert value(samples, "dockpulse_relay_webhook_requests_total", code="400") == 4
     assert value(samples, "dockpulse_relay_webhook_requests_total", code="413") == 1
-    assert relay.alert_log() == []
+    assert relay.alert_log_entries() == []
     # Unknown fields are tolerated, and the relay still works after all that.
     extra = {**good, "newField": {"x": 1}, "alerts": [{**alert(), "silencedBy": []}]}
     assert relay.post(extra).status_code == 200
@@ -59,7 +59,7 @@ def test_a_redelivered_alert_is_mailed_once(start_relay) -> None:
     assert value(samples, "dockpulse_relay_alerts_deduplicated_total") == 3
     assert value(samples, "dockpulse_relay_alerts_queued_total") == 1
     assert value(samples, "dockpulse_relay_mails_sent_total", kind="critical") == 1
-    log = relay.alert_log()
+    log = relay.alert_log_entries()
     assert [line["duplicate"] for line in log] == [False, True, True, True]
     assert log[0]["alertname"] == "ContainerDown"
     assert log[0]["container"] == "webapp"
@@ -88,7 +88,7 @@ def test_answers_503_while_the_store_cannot_be_opened_then_recovers(start_relay,
     relay = start_relay(RELAY_STORE=str(blocker / "relay.db"))
     assert relay.post(notification(alert())).status_code == 503
     assert relay.metrics() and value(relay.metrics(), "dockpulse_relay_store_up") == 0
-    assert relay.alert_log() == []  # nothing logged for what was not stored
+    assert relay.alert_log_entries() == []  # nothing logged for what was not stored
 
     blocker.unlink()  # the operator fixes the volume; Alertmanager retries
     assert relay.post(notification(alert())).status_code == 200

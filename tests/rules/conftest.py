@@ -20,12 +20,12 @@ from testkit.local_stack import (
     TEST_INTERVAL,
     TEST_RELAY_TIMINGS,
     LocalStack,
-    Relay,
     Service,
     binary,
     exporter_config,
     prometheus_config,
 )
+from testkit.relay_process import RelayProcess
 
 __all__ = ["ALERTMANAGER_CONFIG", "PROMETHEUS_DIR", "binary", "run_tool"]
 
@@ -45,7 +45,7 @@ def local_stack(tmp_path: Path) -> Iterator[LocalStack]:
 
 
 @pytest.fixture
-def start_relay(local_stack: LocalStack) -> Callable[..., Relay]:
+def start_relay(local_stack: LocalStack) -> Callable[..., RelayProcess]:
     """`dockpulse-relay` with the outbox backend and test timings; `env` overrides."""
     return lambda **env: local_stack.relay(**{**TEST_RELAY_TIMINGS, **env})
 

@@ -30,13 +30,13 @@ from testkit.helpers import free_port
 from testkit.local_stack import (
     TEST_INTERVAL,
     LocalStack,
-    Relay,
     Service,
     copy_rules,
     exporter_config,
     prometheus_config,
 )
 from testkit.postgres import PostgresServer
+from testkit.relay_process import RelayProcess
 from testkit.relay_replicas import PacedMailbox, paced_smtp, relay_replicas
 from testkit.switchboard import wait_for_cluster
 from testkit.webapp_container import WebappContainer, webapp_image
@@ -72,7 +72,7 @@ class ScaleStack:
     hosts: tuple[Host, Host]
     prometheus: Service
     peers: list[Service]  # the Alertmanager cluster
-    replicas: list[Relay]  # on `relay_store`
+    replicas: list[RelayProcess]  # on `relay_store`
     relay_store: str
     mailbox: PacedMailbox
     webapp: WebappContainer  # on the first host
