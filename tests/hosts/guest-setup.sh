@@ -32,3 +32,14 @@ rm -rf /tmp/bb
 systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer 2>/dev/null || true
 passwd -d root
 systemctl disable prometheus.service 2>/dev/null || true
+# Rootless Docker for the user dp (uid 1000), as Docker's rootless guide sets it up: sub-ids,
+# a systemd user instance from boot (linger), the cpu, cpuset and io controllers delegated to
+# it besides memory and pids, the daemon's settings in the user's own config.
+useradd --create-home --uid 1000 --shell /bin/sh dp
+echo 'dp:100000:65536' > /etc/subuid
+echo 'dp:100000:65536' > /etc/subgid
+mkdir -p /var/lib/systemd/linger /etc/systemd/system/user@.service.d /home/dp/.config/docker
+touch /var/lib/systemd/linger/dp
+printf '[Service]\nDelegate=cpu cpuset io memory pids\n' > /etc/systemd/system/user@.service.d/delegate.conf
+echo '{"bridge": "none", "iptables": false}' > /home/dp/.config/docker/daemon.json
+chown -R dp:dp /home/dp/.config

@@ -2,11 +2,13 @@
 
 The image is cached by a hash of its inputs (the package list, the wheel set, the build
 scripts), so a rerun boots the cached image. Run as ``python -m tests.hosts.guest`` to build,
-boot and print the phase times and the guest's results file.
+boot and print the phase times and the guest's results file (``--drivers rootless``: that phase
+only, while working on it).
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -15,6 +17,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from dockpulse_stack.host_packages import ensure_debian_packages
@@ -62,9 +65,12 @@ def image_key(wheels: Path) -> str:
         digest.update(name.encode() + b"\0" + (HERE / name).read_bytes())
     for wheel in sorted(wheels.glob("*.whl")):
         digest.update(wheel.name.encode() + b"\0")
-        # The members' contents, not the zip's own bytes: those hold build timestamps.
+        # The members' contents, not the zip's own bytes: those hold build timestamps. Not the
+        # metadata either (the project's holds the README; a dependency change renames wheels).
         with zipfile.ZipFile(wheel) as archive:
             for member in sorted(archive.namelist()):
+                if member.endswith((".dist-info/METADATA", ".dist-info/RECORD")):
+                    continue
                 digest.update(member.encode() + b"\0" + archive.read(member))
     return digest.hexdigest()[:16]
 
@@ -136,8 +142,9 @@ def guest_inputs() -> dict[str, str]:
     return {"queries.json": json.dumps(sorted({query.judged for query in load_queries()}))}
 
 
-def run() -> dict:
-    """Build (cached), boot, run; returns the guest's results with the phase times."""
+def run(drivers: Sequence[str] = ()) -> dict:
+    """Build (cached), boot, run (every phase, or those of `drivers`); returns the guest's
+    results with the phase times."""
     ensure_debian_packages(GUEST_TOOLS)
     started = time.monotonic()
     image, built = ensure_image()
@@ -146,6 +153,8 @@ def run() -> dict:
     RESULTS.mkdir()
     for name, text in guest_inputs().items():
         (RESULTS / name).write_text(text)
+    if drivers:
+        (RESULTS / "drivers").write_text(" ".join(drivers))
     booted = time.monotonic()
     boot(image, RESULTS, RESULTS / "console.log")
     results_file = RESULTS / "results.json"
@@ -164,6 +173,8 @@ def run() -> dict:
 
 
 if __name__ == "__main__":
-    outcome = run()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--drivers", nargs="+", default=(), help="phases (default: all)")
+    outcome = run(parser.parse_args().drivers)
     print(json.dumps(outcome["phases"]))
     print(json.dumps(outcome, indent=1))

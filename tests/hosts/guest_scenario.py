@@ -1,7 +1,8 @@
-"""Runs in the guest: containers under both Docker cgroup drivers, the exporter on the host and
-in a container the way docker-compose.yaml runs it, each scrape checked against the cgroup
-files; under the systemd driver a Prometheus in the guest also answers the community's cAdvisor
-queries (the host gives them in queries.json). Writes results.json into the folder it is given.
+"""Runs in the guest: containers under both Docker cgroup drivers and under rootless Docker, the
+exporter on the host (as the rootless user for rootless Docker) and in a container the way
+docker-compose.yaml runs it, each scrape checked against the cgroup files; under the systemd
+driver a Prometheus in the guest also answers the community's cAdvisor queries (the host gives
+them in queries.json). Writes results.json into the folder it is given.
 
 Stdlib and prometheus_client only (the guest's exporter venv); no network in the guest.
 """
@@ -9,6 +10,7 @@ Stdlib and prometheus_client only (the guest's exporter venv); no network in the
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -30,6 +32,25 @@ SLEEP = ["/bin/sleep", "100000"]
 MIB = 1024 * 1024
 # Bounds a hang, not a speed: TCG on a loaded host is many times slower than a real one.
 PATIENCE = 600
+# Rootless Docker (guest-setup.sh): the user, its systemd instance's slice for containers.
+ROOTLESS_USER, ROOTLESS_UID = "dp", 1000
+RUNTIME_DIR = f"/run/user/{ROOTLESS_UID}"
+ROOTLESS_SLICE = f"user.slice/user-{ROOTLESS_UID}.slice/user@{ROOTLESS_UID}.service/user.slice"
+ROOTLESS_ENV = {
+    "HOME": f"/home/{ROOTLESS_USER}",
+    "USER": ROOTLESS_USER,
+    "XDG_RUNTIME_DIR": RUNTIME_DIR,
+    "DBUS_SESSION_BUS_ADDRESS": f"unix:path={RUNTIME_DIR}/bus",
+    "PATH": "/usr/share/docker.io/contrib:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+    "DOCKER_HOST": f"unix://{RUNTIME_DIR}/docker.sock",
+}
+DRIVERS = ("systemd", "cgroupfs", "rootless")
+AS_ROOTLESS_USER = [
+    "setpriv",
+    f"--reuid={ROOTLESS_UID}",
+    f"--regid={ROOTLESS_UID}",
+    "--init-groups",
+]
 
 
 def sh(*args: str, check: bool = True) -> str:
@@ -84,13 +105,17 @@ def value(samples, metric: str, **labels: str) -> float | None:
 
 
 def cgroup_dir(driver: str, cid: str) -> Path:
+    """Where Docker puts a container with no --cgroup-parent (rootless: the systemd driver in
+    the user's instance)."""
     if driver == "systemd":
         return CGROUP / "system.slice" / f"docker-{cid}.scope"
+    if driver == "rootless":
+        return CGROUP / ROOTLESS_SLICE / f"docker-{cid}.scope"
     return CGROUP / "docker" / cid
 
 
 def expected_id(driver: str, cid: str) -> str:
-    return f"/system.slice/docker-{cid}.scope" if driver == "systemd" else f"/docker/{cid}"
+    return "/" + cgroup_dir(driver, cid).relative_to(CGROUP).as_posix()
 
 
 def cpu_usage_seconds(path: Path) -> float:
@@ -120,11 +145,43 @@ class Checks:
         print(("ok  " if ok else "FAIL"), self.driver, name, "got", got, "want", want, flush=True)
 
 
-def set_driver(driver: str) -> None:
-    config = {"bridge": "none", "iptables": False, "exec-opts": [f"native.cgroupdriver={driver}"]}
-    Path("/etc/docker/daemon.json").write_text(json.dumps(config))
-    sh("systemctl", "restart", "docker")
-    wait_for(lambda: sh("docker", "info", check=False) != "", PATIENCE, "dockerd")
+def use_engine(driver: str) -> None:
+    """The system dockerd under `driver`, or for "rootless" the user's own dockerd (started in
+    their systemd instance, as `dockerd-rootless-setuptool.sh install` would): this script's
+    docker commands then go to its socket (root may use it)."""
+    if driver == "rootless":
+        wait_for(lambda: Path(f"{RUNTIME_DIR}/bus").exists(), PATIENCE, "the user's systemd")
+        sh(
+            *AS_ROOTLESS_USER, "env", *(f"{key}={val}" for key, val in ROOTLESS_ENV.items()),
+            "systemd-run", "--user", "--unit=docker-rootless", "--property=Delegate=yes",
+            "--property=KillMode=mixed", f"--setenv=PATH={ROOTLESS_ENV['PATH']}",
+            "--setenv=DOCKERD_ROOTLESS_ROOTLESSKIT_NET=slirp4netns", "dockerd-rootless.sh",
+        )  # fmt: skip
+        os.environ["DOCKER_HOST"] = ROOTLESS_ENV["DOCKER_HOST"]
+    else:
+        config = {
+            "bridge": "none", "iptables": False, "exec-opts": [f"native.cgroupdriver={driver}"]
+        }  # fmt: skip
+        Path("/etc/docker/daemon.json").write_text(json.dumps(config))
+        sh("systemctl", "restart", "docker")
+    wait_for(engine_answers, PATIENCE, f"dockerd ({driver})")
+
+
+def engine_answers() -> bool:
+    return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
+
+
+def stop_rootless_engine(out: Path) -> None:
+    """Stops the user's dockerd; its journal goes to dockerd-rootless.log."""
+    os.environ.pop("DOCKER_HOST", None)
+    journal = sh(
+        "journalctl", "--no-pager", "_SYSTEMD_USER_UNIT=docker-rootless.service", check=False
+    )
+    (out / "dockerd-rootless.log").write_text(journal)
+    sh(
+        *AS_ROOTLESS_USER, "env", *(f"{key}={val}" for key, val in ROOTLESS_ENV.items()),
+        "systemctl", "--user", "stop", "docker-rootless", check=False,
+    )  # fmt: skip
 
 
 def wait_for_exporter(port: int) -> None:
@@ -137,9 +194,14 @@ def wait_for_exporter(port: int) -> None:
     wait_for(ready, PATIENCE, f"the exporter on :{port}")
 
 
-def start_host_exporter(log: Path) -> subprocess.Popen:
+def start_host_exporter(log: Path, driver: str) -> subprocess.Popen:
+    """The exporter on the guest host: as root, or for rootless Docker as its user (who can
+    read their engine's socket and the cgroup files, and nothing more)."""
+    command = ["/opt/dockpulse/bin/dockpulse-exporter", "--refresh.interval", "1s"]
+    rootless = driver == "rootless"
     exporter = subprocess.Popen(
-        ["/opt/dockpulse/bin/dockpulse-exporter", "--refresh.interval", "1s"],
+        [*AS_ROOTLESS_USER, *command] if rootless else command,
+        env={**os.environ, **ROOTLESS_ENV} if rootless else None,
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
@@ -178,12 +240,16 @@ def start_container_exporter(log: Path) -> None:
 
 def scenario(driver: str, out: Path) -> list[dict]:
     checks = Checks(driver)
-    set_driver(driver)
+    use_engine(driver)
     info = docker("info", "-f", "{{.CgroupDriver}} {{.CgroupVersion}}")
-    checks.add("docker info driver/version", info == f"{driver} 2", info, f"{driver} 2")
+    want = "systemd 2" if driver == "rootless" else f"{driver} 2"
+    checks.add("docker info driver/version", info == want, info, want)
+    if driver == "rootless":
+        options = docker("info", "-f", "{{json .SecurityOptions}}")
+        checks.add("docker info says rootless", "name=rootless" in options, options, "rootless")
     if IMAGE not in docker("images", "--format", "{{.Repository}}:{{.Tag}}"):
         docker("import", "--change", "ENV PATH=/bin", "/opt/busybox-rootfs.tar", IMAGE)
-    docker("rm", "-f", *docker("ps", "-aq").split(), check=False)
+    docker("rm", "-f", *docker("ps", "-aq", check=False).split(), check=False)
     ids: dict[str, str] = {}
     # Before the exporter starts: these have exited (or been killed) already.
     ids["exit3"] = run_container("exit3", command=["/bin/sh", "-c", "exit 3"], detach=False)
@@ -241,7 +307,7 @@ def scenario(driver: str, out: Path) -> list[dict]:
         "the health checks",
     )
     compat_names = start_compat_containers(out) if driver == "systemd" else []
-    exporter = start_host_exporter(out / f"exporter-{driver}.log")
+    exporter = start_host_exporter(out / f"exporter-{driver}.log", driver)
     try:
         check_scrape(checks, HOST_EXPORTER_PORT, "", driver, ids)
         if driver == "systemd":
@@ -449,7 +515,9 @@ def main() -> int:
         "checks": [],
         "errors": [],
     }
-    for driver in ("systemd", "cgroupfs"):
+    chosen = out / "drivers"  # `python -m tests.hosts.guest --drivers ...` (default: all)
+    drivers = chosen.read_text().split() if chosen.exists() else DRIVERS
+    for driver in drivers:
         phase = time.monotonic()
         try:
             results["checks"] += scenario(driver, out)
@@ -458,7 +526,9 @@ def main() -> int:
             print("ERROR", driver, repr(error), flush=True)
         results[f"{driver}_seconds"] = round(time.monotonic() - phase, 1)
         # Also after a failed phase: a running container would hold up the guest's shutdown.
-        docker("rm", "-f", *docker("ps", "-aq").split(), check=False)
+        docker("rm", "-f", *docker("ps", "-aq", check=False).split(), check=False)
+    if "rootless" in drivers:
+        stop_rootless_engine(out)
     results["run_seconds"] = round(time.monotonic() - started, 1)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     return 0

@@ -3,8 +3,8 @@
 Marked ``guest``: plain ``make test`` deselects it; ``make test-cgroupv2`` runs it. It builds
 the guest image (cached by its inputs), boots it with no network device, and asserts every
 check the guest made of the exporter against the cgroup files, under both Docker cgroup
-drivers (systemd and cgroupfs), for the exporter on the host and in a container; and the
-community's cAdvisor queries against a Prometheus in the guest.
+drivers (systemd and cgroupfs) and rootless Docker, for the exporter on the host and (systemd)
+in a container; and the community's cAdvisor queries against a Prometheus in the guest.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from tests.hosts import guest
 
 pytestmark = [pytest.mark.guest, pytest.mark.timeout(guest.BOOT_TIMEOUT_SECONDS + 1200)]
 
-DRIVERS = ("systemd", "cgroupfs")
+DRIVERS = ("systemd", "cgroupfs", "rootless")  # rootless: the systemd driver, as its user
 
 
 @pytest.fixture(scope="module")

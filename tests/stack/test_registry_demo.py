@@ -137,6 +137,38 @@ def mails(outbox: Path) -> list[str]:
     return [path.read_text(errors="replace") for path in sorted(outbox.glob("*.eml"))]
 
 
+def why_no_mail(host: str, demo_dir: Path) -> str:
+    """What each stage knew of the killed webapp: the exporter's series, Prometheus's alerts,
+    Alertmanager's, the relay's log and the outbox."""
+
+    def password(server: str) -> tuple[str, str]:
+        return WEB_USER, (demo_dir / "web" / f"{server}_password").read_text().strip()
+
+    def get(url: str, server: str) -> str:
+        try:
+            return requests.get(url, auth=password(server), timeout=10).text
+        except (OSError, requests.RequestException) as error:
+            return f"{url}: {error}"
+
+    metrics = get("http://127.0.0.1:9487/metrics", "exporter")
+    webapp = [
+        line
+        for line in metrics.splitlines()
+        if "dockpulse-webapp-1" in line
+        and (line.startswith(("container_up", "container_state", "dockpulse_container_expected")))
+    ]
+    alerts = get("http://127.0.0.1:9090/api/v1/alerts", "prometheus")
+    routed = get("http://127.0.0.1:9093/api/v2/alerts", "alertmanager")
+    relay = docker(host, "logs", "--tail", "40", "dockpulse-alert-relay-1")
+    state = docker(host, "inspect", "--format={{json .State}}", "dockpulse-webapp-1").stdout
+    listed = sorted(path.name for path in (demo_dir / "outbox").iterdir())
+    return "\n".join((
+        f"no ContainerDown mail about the webapp; outbox: {listed}", f"docker: {state}",
+        "exporter:", *webapp, f"prometheus: {alerts[:3000]}", f"alertmanager: {routed[:3000]}",
+        f"relay:\n{relay.stdout[-3000:]}{relay.stderr[-3000:]}",
+    ))  # fmt: skip
+
+
 def test_demo_as_a_user_on_their_engine_pulls_through_the_registry(
     mirror: Mirror, users_engine: Engine, user: Path
 ) -> None:
@@ -192,9 +224,7 @@ def test_demo_as_a_user_on_their_engine_pulls_through_the_registry(
         deadline = time.monotonic() + 120
         while not any("ContainerDown" in m and "dockpulse-webapp-1" in m for m in mails(outbox)):
             if time.monotonic() > deadline:
-                relay = docker(host, "logs", "--tail", "15", "dockpulse-alert-relay-1")
-                listed = sorted(path.name for path in outbox.iterdir())
-                pytest.fail(f"no mail about the webapp in {outbox} {listed}:\n{relay.stderr}")
+                pytest.fail(why_no_mail(host, demo_dir))
             time.sleep(1)
     finally:
         down = as_user(USER, "down", env={"DOCKPULSE_DEMO_DIR": str(demo_dir)}, timeout=300)
