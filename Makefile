@@ -40,13 +40,14 @@ test-fast: install
 	$(PY) -m pytest -m 'fast and not guest and not users_host'
 
 # make demo as a docker-group user on an engine at /var/run/docker.sock pulling through a
-# registry mirror (tests/stack/test_registry_demo.py): minutes cold (the project's images are
-# built again on that engine), about 2 minutes warm (~/.cache/dockpulse).
+# registry mirror (tests/stack/test_registry_demo.py): 3.5 min cold (the project's images are
+# built again on that engine), under a minute warm (~/.cache/dockpulse). CI runs it.
 test-users-host: install
 	$(PY) -m pytest -m users_host tests/stack
 
 # The exporter on a cgroup v2 + systemd Debian guest under qemu (tests/hosts/): builds the
-# image (cached in ~/.cache/dockpulse/guest by its inputs), boots it, asserts its checks.
+# image (cached in ~/.cache/dockpulse/guest by its inputs), boots it, asserts its checks under
+# the systemd and cgroupfs drivers and rootless Docker: about 6 min cached, 7.5 min cold.
 test-cgroupv2: install
 	$(PY) -m pytest -m guest tests/hosts -s
 
